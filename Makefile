@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine; both create (or reuse) the virtualenv .venv first.
+#   make repro   set up everything, then run the whole pipeline (dvc repro)
+#   make test    set up everything, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup repro test clean-venv
+
+setup: $(STAMP)
+
+# Re-run the install whenever the pins change. torchattacks goes in with --no-deps: it pins
+# requests~=2.25 (2021), which would drag the notebook stack back years; what it really needs is
+# already installed by requirements.txt.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+repro: $(STAMP)
+	@if [ -f dvc.yaml ]; then $(VENV)/bin/dvc repro; else echo "sdnet: the pipeline (dvc.yaml) is not written yet; the package and its tests are ready (make test)."; fi
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,15 @@
+"""sdnet: convolutional sparse coding layers and SDNet models (Dai et al., NeurIPS 2022).
+
+    import sdnet
+    layer = sdnet.CSCConv2d(3, 64, 3, padding=1, lam=0.1)     # drop-in for nn.Conv2d
+    model = sdnet.models.build("sdnet18", num_classes=10)      # inputs: images in [0, 1]
+    with sdnet.csc_lambda(model, 0.5):                        # test-time sparsity
+        logits = model(images)
+"""
+
+from sdnet import models
+from sdnet.csc import CSCConv2d, csc_lambda, csc_layers
+from sdnet.models import convert
+
+__all__ = ["CSCConv2d", "csc_lambda", "csc_layers", "convert", "models"]
+__version__ = "0.1.0"

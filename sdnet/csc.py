@@ -1,0 +1,374 @@
+"""The convolutional sparse coding (CSC) layer: a drop-in replacement for ``nn.Conv2d``.
+
+The output of a CSC layer is not ``conv(x)`` but the sparse code ``z`` that best explains its input
+``x`` with a learned convolutional dictionary ``A``:
+
+    z* = argmin_z  lam * ||z||_1  +  mu/2 * ||z||_2^2  +  1/2 * ||x - A(z)||_2^2     (and z >= 0)
+
+``A(z)`` is the transposed convolution of the code with the dictionary, ``A^T(r)`` the ordinary
+convolution, so the dictionary has exactly the shape of a conv weight ``[C_out, C_in, k, k]``.
+The problem is solved by ``n_steps`` unrolled (F)ISTA steps and gradients flow through them.
+
+Reading order: :func:`shrink` (the proximal step), :func:`fista` (the unrolled solver, a pure
+function), :func:`power_iteration` (the step size), then :class:`CSCConv2d`, which ties them
+together and keeps the state between calls, and :func:`csc_lambda` (test-time lambda).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Step size t = STEP_SCALE / L: a margin below the 1/L that guarantees ISTA descends, as the
+# authors use (L itself is an iterative estimate from below).
+STEP_SCALE = 0.9
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The dictionary as a linear operator
+# ---------------------------------------------------------------------------------------------
+
+
+def synthesis_output_padding(
+    input_size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+) -> tuple[int, int]:
+    """Output padding that makes ``A(z)`` (a transposed conv) exactly the size of the input ``x``.
+
+    ``conv2d`` rounds the output size down, so for stride > 1 several input sizes give the same
+    code size; the transposed conv needs to be told which one (1 for the usual stride-2 layers on
+    even sizes). With it, ``conv_transpose2d`` is the exact adjoint of ``conv2d``.
+    """
+    out = []
+    for n, k, s, p in zip(input_size, kernel_size, stride, padding):
+        code = (n + 2 * p - k) // s + 1
+        out.append(n - ((code - 1) * s - 2 * p + k))
+    return out[0], out[1]
+
+
+def synthesize(z: Tensor, weight: Tensor, stride, padding, output_padding) -> Tensor:
+    """``A(z)``: the signal the code ``z`` describes (transposed convolution)."""
+    return F.conv_transpose2d(z, weight, stride=stride, padding=padding, output_padding=output_padding)
+
+
+def analyze(x: Tensor, weight: Tensor, stride, padding) -> Tensor:
+    """``A^T(x)``: correlation of the signal with every atom (ordinary convolution)."""
+    return F.conv2d(x, weight, stride=stride, padding=padding)
+
+
+# ---------------------------------------------------------------------------------------------
+# The unrolled solver (pure functions)
+# ---------------------------------------------------------------------------------------------
+
+
+def shrink(v: Tensor, threshold: Tensor | float, mu_t: Tensor | float, non_negative: bool) -> Tensor:
+    """Proximal operator of ``t * (lam*|z| + mu/2*z^2 [+ indicator z >= 0])`` at ``v``.
+
+    ``threshold`` is ``lam * t`` and ``mu_t`` is ``mu * t``; both may be tensors so the step size
+    never has to be read back to the host. ``softshrink(v, th) / (1 + mu t)`` equals the paper's
+    ``softshrink(v / (1 + mu t), th / (1 + mu t))``.
+    """
+    if non_negative:
+        out = torch.relu(v - threshold)
+    else:
+        # softshrink with a tensor threshold: v - clamp(v, -th, th)
+        out = v - torch.clamp(v, -threshold, threshold)
+    if isinstance(mu_t, Tensor) or mu_t != 0:
+        out = out / (1 + mu_t)
+    return out
+
+
+def fista(
+    x: Tensor,
+    weight: Tensor,
+    step_size: Tensor | float,
+    *,
+    lam: float,
+    mu: float = 0.0,
+    n_steps: int = 2,
+    non_negative: bool = True,
+    stride=1,
+    padding=0,
+    output_padding=0,
+) -> Tensor:
+    """Solve the CSC problem for ``x`` with ``n_steps`` FISTA steps started at ``z = 0``.
+
+    Step 0 and step 1 are plain ISTA steps (at ``z = 0`` the gradient step is just ``t * A^T x``),
+    momentum starts at step 2 with the usual sequence ``t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2``
+    (Beck & Teboulle; ``t_k`` is (1+sqrt 5)/2 at step 2). With ``n_steps = 2``, as in every
+    experiment of the paper, this is two ISTA steps.
+
+    Precision: the dictionary convolutions follow autocast (bf16 on GPU), but the code ``z``, the
+    residual ``x - A z`` and the momentum combination are kept in at least float32. After a few
+    steps ``A z`` nearly cancels ``x``; rounding that difference to bf16 would leave a residual
+    that is mostly rounding error, and the error would accumulate across steps.
+    """
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    state = torch.promote_types(x.dtype, torch.float32)
+    x = x.to(state)
+    threshold = lam * step_size
+    mu_t = mu * step_size
+    # Folding t into the (small) weight saves a full-size multiply per step: t*A^T(r) = A_t^T(r).
+    weight_t = weight * step_size
+
+    def gradient_step(r: Tensor) -> Tensor:  # t * A^T(r), in the state precision
+        return analyze(r, weight_t, stride, padding).to(state)
+
+    z = shrink(gradient_step(x), threshold, mu_t, non_negative)
+    z_prev, momentum_t = z, 1.0
+    for _ in range(1, n_steps):
+        next_t = (1 + math.sqrt(1 + 4 * momentum_t**2)) / 2
+        beta = (momentum_t - 1) / next_t  # 0 at step 1, so step 1 is a plain ISTA step
+        y = z if beta == 0 else z + beta * (z - z_prev)
+        momentum_t = next_t
+        residual = x - synthesize(y, weight, stride, padding, output_padding).to(state)
+        z_prev, z = z, shrink(y + gradient_step(residual), threshold, mu_t, non_negative)
+    return z
+
+
+@torch.no_grad()
+def power_iteration(
+    operator: Callable[[Tensor], Tensor],
+    v: Tensor,
+    *,
+    max_iter: int = 50,
+    tol: float = 1e-5,
+) -> tuple[Tensor, Tensor, int]:
+    """Largest eigenvalue of the symmetric PSD ``operator``, warm-started at ``v``.
+
+    Returns ``(L, v, iterations)``; ``L`` stays a 0-d tensor on ``v``'s device. The loop stops when
+    the relative change of the estimate is below ``tol``: that test reads one number back to the
+    host per iteration, a bounded synchronisation (at most ``max_iter``; one or two per call once
+    the vector is warm, because the dictionary moves little between calls).
+    """
+    v = v / v.norm()
+    estimate = None
+    for it in range(1, max_iter + 1):
+        u = operator(v)
+        new = u.norm()
+        v = u / new
+        if estimate is not None and abs(new.item() - estimate.item()) <= tol * new.item():
+            return new, v, it
+        estimate = new
+    return estimate, v, max_iter
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer
+# ---------------------------------------------------------------------------------------------
+
+
+class CSCConv2d(nn.Module):
+    """Convolutional sparse coding layer, a drop-in for ``nn.Conv2d(in, out, k, stride, padding)``.
+
+    Same output shape as the conv it replaces and the same parameter (``weight``, shape
+    ``[out_channels, in_channels, k, k]``: the dictionary, one atom per output channel). No bias.
+
+    Every forward call (so before every training step and every evaluation batch) first
+    (1) rescales each atom to unit l2 norm, in place and outside autograd, and
+    (2) refreshes the step size ``t = 0.9 / L``, ``L`` the largest eigenvalue of ``A^T A`` at this
+    input's spatial size, by a power iteration warm-started from the previous call's vector;
+    then it returns the code of :func:`fista`. Both steps run in float32 without autograd.
+
+    ``lam`` may be changed at any time (see :func:`csc_lambda`). After a forward pass,
+    :attr:`reconstruction_error` and :attr:`sparsity` describe the last batch, per sample.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        *,
+        lam: float = 0.1,
+        mu: float = 0.0,
+        n_steps: int = 2,
+        non_negative: bool = True,
+        bias: bool = False,
+        power_max_iter: int = 50,
+        power_tol: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if bias:
+            raise ValueError("CSCConv2d has no bias: its output is a sparse code (pass bias=False)")
+        if isinstance(padding, str):
+            raise ValueError("CSCConv2d takes numeric padding, not 'same'/'valid'")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.lam, self.mu, self.n_steps, self.non_negative = lam, mu, n_steps, non_negative
+        self.power_max_iter, self.power_tol = power_max_iter, power_tol
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
+        # Same initialisation as nn.Conv2d; atoms are normalised at the first forward anyway.
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        # Solver state, not part of the state_dict (so a CSCConv2d loads an nn.Conv2d state_dict):
+        # the warm-start vector of the power iteration and the current step size.
+        self.register_buffer("power_vector", None, persistent=False)
+        self.register_buffer("step_size", None, persistent=False)
+        self._last: tuple[Tensor, Tensor, Tensor, int] | None = None
+
+    # -- hyper-parameters, validated so a bad value fails where it is set ----------------------
+    def __setattr__(self, name, value):
+        if name == "lam" and not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"lam must be a number >= 0, got {value!r}")
+        if name == "mu" and not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"mu must be a number >= 0, got {value!r}")
+        if name == "n_steps" and not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"n_steps must be an integer >= 1, got {value!r}")
+        super().__setattr__(name, value)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, lam={self.lam}, mu={self.mu}, "
+            f"n_steps={self.n_steps}, non_negative={self.non_negative}"
+        )
+
+    # -- the dictionary ------------------------------------------------------------------------
+    def output_padding(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        return synthesis_output_padding(input_size, self.kernel_size, self.stride, self.padding)
+
+    @torch.no_grad()
+    def normalize_atoms(self) -> None:
+        """Rescale every atom to unit l2 norm (a projection, no gradient through it).
+
+        Done on ``.data`` so that autograd's version counter is not bumped: a second forward before
+        a backward (e.g. clean + noisy loss) must not invalidate tensors saved by the first one.
+        """
+        w = self.weight.data
+        w.div_(w.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1))
+
+    @torch.compiler.disable
+    @torch.no_grad()
+    def refresh_step_size(self, input_size: tuple[int, int]) -> Tensor:
+        """Normalise the atoms and re-estimate ``L = ||A||^2`` at ``input_size``; returns ``t``."""
+        self.normalize_atoms()
+        with torch.autocast(self.weight.device.type, enabled=False):
+            # float32 at least (also under autocast and for half-precision weights), float64 kept.
+            weight = self.weight.to(torch.promote_types(self.weight.dtype, torch.float32))
+            op = self.output_padding(input_size)
+            shape = (1, self.in_channels, *input_size)
+            v = self.power_vector
+            if v is None or v.shape != shape or v.device != weight.device or v.dtype != weight.dtype:
+                # Cold start from a fixed seed: deterministic, and it leaves the global RNG alone.
+                g = torch.Generator().manual_seed(0)
+                v = torch.randn(shape, generator=g, dtype=weight.dtype).to(weight.device)
+
+            # L is the top eigenvalue of A A^T (same non-zero spectrum as A^T A), iterated in the
+            # input space of the layer.
+            def gram(u: Tensor) -> Tensor:
+                return synthesize(analyze(u, weight, self.stride, self.padding), weight, self.stride, self.padding, op)
+
+            lipschitz, v, _ = power_iteration(gram, v, max_iter=self.power_max_iter, tol=self.power_tol)
+            self.power_vector = v
+            self.step_size = STEP_SCALE / lipschitz
+        return self.step_size
+
+    @property
+    def lipschitz(self) -> Tensor | None:
+        """The last estimate of ``L``, the largest eigenvalue of ``A^T A``."""
+        return None if self.step_size is None else STEP_SCALE / self.step_size
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input [N, {self.in_channels}, H, W], got {list(x.shape)}")
+        input_size = (x.shape[-2], x.shape[-1])
+        step_size = self.refresh_step_size(input_size)
+        op = self.output_padding(input_size)
+        z = fista(
+            x, self.weight, step_size, lam=self.lam, mu=self.mu, n_steps=self.n_steps,
+            non_negative=self.non_negative, stride=self.stride, padding=self.padding, output_padding=op,
+        )
+        # Kept for the diagnostics below (references only, nothing is computed or copied here).
+        self._last = (x.detach(), z.detach(), self.weight.detach(), self.weight._version)
+        return z
+
+    # -- diagnostics of the last forward ---------------------------------------------------------
+    def _last_batch(self) -> tuple[Tensor, Tensor, Tensor]:
+        if self._last is None:
+            raise RuntimeError("no forward pass yet: run the layer on a batch first")
+        x, z, weight, version = self._last
+        if self.weight._version != version:
+            raise RuntimeError("the dictionary changed since the last forward pass: run a forward again")
+        return x, z, weight
+
+    @torch.no_grad()
+    def reconstruction(self) -> Tensor:
+        """``A z`` for the last batch: the layer's reconstruction of its input."""
+        x, z, weight = self._last_batch()
+        op = self.output_padding((x.shape[-2], x.shape[-1]))
+        return synthesize(z.to(weight.dtype), weight, self.stride, self.padding, op)
+
+    @property
+    @torch.no_grad()
+    def reconstruction_error(self) -> Tensor:
+        """Per-sample squared reconstruction error ``||x - A z||^2`` of the last batch, shape [N]."""
+        x, _, _ = self._last_batch()
+        r = x.float() - self.reconstruction().float()
+        return r.pow(2).flatten(1).sum(1)
+
+    @property
+    @torch.no_grad()
+    def sparsity(self) -> Tensor:
+        """Per-sample fraction of exactly-zero code entries of the last batch, shape [N]."""
+        _, z, _ = self._last_batch()
+        return (z == 0).flatten(1).float().mean(1)
+
+    @property
+    def last_code(self) -> Tensor:
+        """The code ``z`` of the last batch (detached)."""
+        return self._last_batch()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Test-time lambda
+# ---------------------------------------------------------------------------------------------
+
+
+def csc_layers(model: nn.Module) -> list[tuple[str, CSCConv2d]]:
+    """All CSC layers of ``model`` with their qualified names, in forward order of definition."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, CSCConv2d)]
+
+
+@contextlib.contextmanager
+def csc_lambda(model: nn.Module, lam: float, layers: Callable[[str, CSCConv2d], bool] | list[str] | None = None) -> Iterator[nn.Module]:
+    """Temporarily set ``lam`` of the CSC layers of ``model`` (all, or the chosen ones).
+
+    ``layers`` is ``None`` (every CSC layer), a list of qualified module names, or a predicate
+    ``(name, layer) -> bool``. The previous values are restored on exit, also on exceptions::
+
+        with sdnet.csc_lambda(model, 0.5):
+            accuracy = evaluate(model, noisy_loader)
+    """
+    chosen = csc_layers(model)
+    if isinstance(layers, (list, tuple, set)):
+        unknown = set(layers) - {n for n, _ in chosen}
+        if unknown:
+            raise ValueError(f"not CSC layers of this model: {sorted(unknown)}")
+        chosen = [(n, m) for n, m in chosen if n in layers]
+    elif callable(layers):
+        chosen = [(n, m) for n, m in chosen if layers(n, m)]
+    if not chosen:
+        raise ValueError("csc_lambda: the model has no (chosen) CSC layer")
+    saved = [(m, m.lam) for _, m in chosen]
+    try:
+        for _, m in chosen:
+            m.lam = lam
+        yield model
+    finally:
+        for m, value in saved:
+            m.lam = value

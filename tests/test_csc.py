@@ -1,0 +1,244 @@
+"""The CSC layer against an independent dense float64 computation (tests/reference_csc.py)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import reference_csc as ref
+from sdnet import CSCConv2d, csc_lambda
+from sdnet.csc import fista, synthesis_output_padding
+
+# Tiny problems: the dense matrix has (C_in*H*W) x (C_out*H'*W') entries.
+CASES = [
+    # c_in, c_out, k, stride, padding, size
+    (2, 3, 3, 1, 1, (6, 5)),
+    (3, 4, 3, 2, 1, (6, 6)),
+    (1, 2, 1, 2, 0, (5, 4)),
+    (2, 2, 5, 1, 2, (5, 5)),
+    (3, 2, 3, 2, 0, (7, 7)),
+]
+
+
+def make_problem(c_in, c_out, k, stride, padding, size, seed=0, batch=2):
+    g = torch.Generator().manual_seed(seed)
+    layer = CSCConv2d(c_in, c_out, k, stride, padding).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(batch, c_in, *size, generator=g, dtype=torch.float64)
+    return layer, x
+
+
+def dense(layer: CSCConv2d, size) -> np.ndarray:
+    return ref.synthesis_matrix(layer.weight.detach().numpy(), size, layer.stride[0], layer.padding[0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_transposed_conv_is_the_dense_dictionary_and_conv_its_adjoint(case):
+    layer, x = make_problem(*case)
+    size = case[-1]
+    layer.normalize_atoms()
+    A = dense(layer, size)
+    op = synthesis_output_padding(size, layer.kernel_size, layer.stride, layer.padding)
+    w, s, p = layer.weight.detach(), layer.stride, layer.padding
+    z = torch.randn(1, layer.out_channels, *nn.functional.conv2d(x[:1], w, stride=s, padding=p).shape[-2:], dtype=torch.float64)
+    xs = nn.functional.conv_transpose2d(z, w, stride=s, padding=p, output_padding=op)
+    assert xs.shape[-2:] == size
+    np.testing.assert_allclose(xs.flatten().numpy(), A @ z.flatten().numpy(), atol=1e-12)
+    at = nn.functional.conv2d(x[:1], w, stride=s, padding=p)
+    np.testing.assert_allclose(at.flatten().numpy(), A.T @ x[0].flatten().numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_power_iteration_finds_the_largest_eigenvalue(case):
+    layer, x = make_problem(*case)
+    layer.power_max_iter, layer.power_tol = 500, 1e-10
+    layer(x)
+    exact = ref.lipschitz(dense(layer, case[-1]))
+    assert layer.lipschitz.item() == pytest.approx(exact, rel=1e-6)
+    assert layer.step_size.item() == pytest.approx(0.9 / layer.lipschitz.item())
+
+
+def test_power_iteration_with_default_tolerance_approaches_from_below_and_warm_starts():
+    # Conv operators have many eigenvalues close to the top one, so a relative-change tolerance
+    # of 1e-5 stops the first (cold) call a little below L; the warm start keeps improving it.
+    layer, x = make_problem(8, 16, 3, 1, 1, (8, 8))
+    layer(x)
+    exact = ref.lipschitz(dense(layer, (8, 8)))
+    first = layer.lipschitz.item()
+    assert 0.99 * exact < first <= exact * (1 + 1e-12)
+    for _ in range(30):  # a cold start would give `first` again every time
+        layer(x)
+    assert first < layer.lipschitz.item() <= exact * (1 + 1e-12)
+    assert layer.lipschitz.item() > 0.999 * exact
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("n_steps", [1, 2, 3, 6])
+@pytest.mark.parametrize("non_negative,mu", [(True, 0.0), (False, 0.0), (True, 0.3), (False, 0.5)])
+def test_forward_equals_dense_fista(case, n_steps, non_negative, mu):
+    layer, x = make_problem(*case)
+    layer.n_steps, layer.non_negative, layer.mu, layer.lam = n_steps, non_negative, mu, 0.2
+    z = layer(x)
+    # The layer's own L is checked above; here the iterations themselves are compared.
+    t = layer.step_size.item()
+    A = dense(layer, case[-1])
+    for b in range(x.shape[0]):
+        expected = ref.fista(A, x[b].flatten().numpy(), t, 0.2, mu, n_steps, non_negative)
+        np.testing.assert_allclose(z[b].flatten().detach().numpy(), expected, rtol=1e-10, atol=1e-12)
+    assert z.shape == nn.Conv2d(case[0], case[1], case[2], case[3], case[4])(x.float()).shape
+
+
+@pytest.mark.parametrize("non_negative", [True, False])
+def test_many_steps_reach_the_minimiser(non_negative):
+    layer, x = make_problem(3, 4, 3, 1, 1, (6, 6), seed=3, batch=1)
+    lam, mu = 0.3, 0.05
+    layer.lam, layer.mu, layer.non_negative, layer.n_steps = lam, mu, non_negative, 3000
+    z = layer(x)[0].flatten().detach().numpy()
+    A, xv = dense(layer, (6, 6)), x[0].flatten().numpy()
+    # Reference minimiser: a long ISTA solve with the exact 1/L step.
+    z_star = ref.fista(A, xv, 1 / ref.lipschitz(A), lam, mu, 20000, non_negative)
+    assert ref.objective(A, xv, z, lam, mu) == pytest.approx(ref.objective(A, xv, z_star, lam, mu), rel=1e-9)
+    np.testing.assert_allclose(z, z_star, atol=1e-6)
+    # Optimality (KKT): g = A^T(x - Az) - mu z; g = lam where z > 0 (or sign(z)*lam), |g| <= lam (g <= lam if z>=0) at 0.
+    g = A.T @ (xv - A @ z) - mu * z
+    active = np.abs(z) > 1e-9
+    np.testing.assert_allclose(g[active], lam * np.sign(z[active]), atol=1e-6)
+    bound = g[~active] if non_negative else np.abs(g[~active])
+    assert np.all(bound <= lam + 1e-6)
+    if non_negative:
+        assert z.min() >= 0
+
+
+def test_fista_gradcheck_float64():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 2, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64)
+    w = (w / w.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).requires_grad_()
+    for non_negative, mu, stride, op in [(True, 0.0, 1, 0), (False, 0.2, 2, 0), (True, 0.1, 2, 0)]:
+        def f(x, w):
+            return fista(x, w, 0.1, lam=0.05, mu=mu, n_steps=4, non_negative=non_negative, stride=stride, padding=1, output_padding=op)
+        assert torch.autograd.gradcheck(f, (x, w), eps=1e-6, atol=1e-6)
+
+
+def test_layer_gradcheck_wrt_input_float64():
+    layer, x = make_problem(2, 3, 3, 2, 1, (6, 6))
+    layer.n_steps, layer.lam = 3, 0.05
+    layer.power_max_iter, layer.power_tol = 300, 1e-14  # a converged, call-independent step size
+    layer(x)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(layer, (x,), eps=1e-6, atol=1e-6)
+
+
+def test_gradient_reaches_the_dictionary_and_atoms_stay_unit_norm():
+    layer = CSCConv2d(3, 8, 3, 1, 1)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    x = torch.randn(4, 3, 8, 8)
+    for _ in range(3):
+        opt.zero_grad()
+        layer(x).square().mean().backward()
+        assert layer.weight.grad.abs().sum() > 0
+        opt.step()
+    layer(x)
+    np.testing.assert_allclose(layer.weight.flatten(1).norm(dim=1).detach().numpy(), 1.0, atol=1e-6)
+
+
+def test_two_forwards_before_one_backward():
+    layer = CSCConv2d(3, 4, 3, 1, 1)
+    x = torch.randn(2, 3, 6, 6)
+    (layer(x).sum() + layer(x + 0.1).sum()).backward()  # atom rescaling must not break autograd
+
+
+@pytest.mark.parametrize("k,stride,padding,size", [
+    (1, 1, 0, 9), (1, 2, 0, 9), (3, 1, 1, 8), (3, 2, 1, 8), (3, 2, 1, 9), (3, 1, 0, 7),
+    (7, 2, 3, 16), (7, 2, 3, 15), (7, 1, 3, 10), (3, 2, 2, 10), (7, 2, 0, 13),
+])
+def test_shapes_match_conv2d(k, stride, padding, size):
+    conv = nn.Conv2d(3, 5, k, stride, padding, bias=False)
+    csc = CSCConv2d(3, 5, k, stride, padding)
+    x = torch.randn(2, 3, size, size + 1)
+    assert csc(x).shape == conv(x).shape
+    assert [p.shape for p in csc.parameters()] == [p.shape for p in conv.parameters()]
+    csc.reconstruction_error  # the reconstruction has the input's size for every geometry
+    assert csc.reconstruction().shape == x.shape
+    csc.load_state_dict(conv.state_dict())  # a conv's state_dict loads into its CSC replacement
+
+
+def test_diagnostics_are_per_sample():
+    layer, x = make_problem(2, 3, 3, 1, 1, (6, 6), batch=3)
+    layer.lam = 0.5
+    z = layer(x)
+    A = dense(layer, (6, 6))
+    for b in range(3):
+        r = x[b].flatten().numpy() - A @ z[b].flatten().detach().numpy()
+        assert layer.reconstruction_error[b].item() == pytest.approx(float(r @ r), rel=1e-6)
+        assert layer.sparsity[b].item() == pytest.approx(float((z[b] == 0).double().mean()))
+    with torch.no_grad():
+        layer.weight.mul_(2)
+    with pytest.raises(RuntimeError, match="changed since the last forward"):
+        layer.reconstruction_error
+
+
+def test_larger_lambda_gives_sparser_codes_and_worse_reconstruction():
+    layer, x = make_problem(3, 8, 3, 1, 1, (8, 8))
+    errs, sparsity = [], []
+    for lam in [0.0, 0.1, 0.5, 1.0]:
+        layer.lam = lam
+        layer(x)
+        errs.append(layer.reconstruction_error.mean().item())
+        sparsity.append(layer.sparsity.mean().item())
+    assert errs == sorted(errs) and sparsity == sorted(sparsity) and sparsity[-1] > sparsity[0]
+
+
+def test_csc_lambda_overrides_and_restores_also_on_exceptions():
+    model = nn.Sequential(CSCConv2d(3, 4, 3, padding=1, lam=0.1), nn.ReLU(), CSCConv2d(4, 4, 3, padding=1, lam=0.2))
+    with csc_lambda(model, 0.7):
+        assert [model[0].lam, model[2].lam] == [0.7, 0.7]
+    assert [model[0].lam, model[2].lam] == [0.1, 0.2]
+    with csc_lambda(model, 0.9, layers=["2"]):
+        assert [model[0].lam, model[2].lam] == [0.1, 0.9]
+    with csc_lambda(model, 0.3, layers=lambda name, m: m.lam < 0.15):
+        assert [model[0].lam, model[2].lam] == [0.3, 0.2]
+    with pytest.raises(KeyError):
+        with csc_lambda(model, 5.0):
+            raise KeyError("boom")
+    assert [model[0].lam, model[2].lam] == [0.1, 0.2]
+    with pytest.raises(ValueError, match="not CSC layers"):
+        with csc_lambda(model, 0.3, layers=["1"]):
+            pass
+
+
+@pytest.mark.parametrize("bad", [dict(lam=-0.1), dict(n_steps=0), dict(mu=-1.0), dict(bias=True)])
+def test_bad_options_fail_clearly(bad):
+    with pytest.raises(ValueError):
+        CSCConv2d(3, 4, 3, **bad)
+
+
+def test_bf16_autocast_close_to_float32():
+    torch.manual_seed(0)
+    layer = CSCConv2d(16, 32, 3, 1, 1, n_steps=4)
+    x = torch.randn(4, 16, 16, 16)
+    z32 = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z16 = layer(x)
+    assert z16.dtype == torch.float32  # the solver state stays float32 under autocast
+    rel = (z16 - z32).norm() / z32.norm()
+    assert rel < 2e-2, rel.item()
+    assert layer.step_size.dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu_and_bf16():
+    torch.manual_seed(0)
+    layer = CSCConv2d(16, 32, 3, 2, 1, n_steps=3)
+    x = torch.randn(8, 16, 32, 32)
+    z_cpu = layer(x)
+    layer.cuda()
+    z_gpu = layer(x.cuda())
+    torch.testing.assert_close(z_gpu.cpu(), z_cpu, rtol=1e-3, atol=1e-4)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        z16 = layer(x.cuda())
+    assert ((z16.float() - z_gpu).norm() / z_gpu.norm()).item() < 2e-2
+    z16.sum().backward()
