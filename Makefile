@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
+# dvc.yaml's commands call `python`, `papermill`: the virtualenv's.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup repro test clean-venv
 
@@ -23,7 +25,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 repro: $(STAMP)
-	@if [ -f dvc.yaml ]; then $(VENV)/bin/dvc repro; else echo "sdnet: the pipeline (dvc.yaml) is not written yet; the package and its tests are ready (make test)."; fi
+	dvc repro
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -108,6 +108,7 @@ class ResNet(nn.Module):
         block_conv: ConvFactory = plain_conv,
         stem_relu: bool = True,
         shortcut: bool = True,
+        width: int = 64,
         mean=CIFAR_MEAN,
         std=CIFAR_STD,
     ) -> None:
@@ -116,20 +117,20 @@ class ResNet(nn.Module):
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         self.normalize = Normalize(mean, std)
         k, s, p = (3, 1, 1) if stem == "cifar" else (7, 2, 3)
-        self.conv1, self.bn1 = stem_conv(3, 64, k, s, p), nn.BatchNorm2d(64)
+        self.conv1, self.bn1 = stem_conv(3, width, k, s, p), nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True) if stem_relu else nn.Identity()
         self.maxpool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
-        widths, layers, c_in = (64, 128, 256, 512), [], 64
-        for i, (width, n) in enumerate(zip(widths, blocks)):
+        widths, layers, c_in = (width, 2 * width, 4 * width, 8 * width), [], width
+        for i, (stage_width, n) in enumerate(zip(widths, blocks)):
             stage = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                stage.append(BasicBlock(c_in, width, stride, block_conv, shortcut))
-                c_in = width
+                stage.append(BasicBlock(c_in, stage_width, stride, block_conv, shortcut))
+                c_in = stage_width
             layers.append(nn.Sequential(*stage))
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(8 * width, num_classes)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, CSCConv2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -155,19 +156,24 @@ def build(
     mu: float = 0.0,
     non_negative: bool = True,
     shortcut: bool = True,
+    width: int = 64,
     mean=None,
     std=None,
 ) -> ResNet:
     """Build one of ``resnet18, resnet34, sdnet18, sdnet34, sdnet18_all, sdnet34_all``.
 
     ``lam, n_steps, mu, non_negative`` configure every CSC layer; ``shortcut`` (-All only) keeps or
-    drops the residual connections; ``mean``/``std`` default to the stem's dataset statistics.
+    drops the residual connections; ``width`` is the stem's channel count (64 in the paper; the
+    stages have 1, 2, 4, 8 times it; smaller widths make CPU-sized versions of the same networks);
+    ``mean``/``std`` default to the stem's dataset statistics.
     """
     if name not in ARCHS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(ARCHS)}")
     arch = ARCHS[name]
     if not shortcut and not arch.csc_blocks:
         raise ValueError(f"shortcut=False is only defined for the -All models, not {name!r}")
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     csc = csc_conv(lam=lam, n_steps=n_steps, mu=mu, non_negative=non_negative)
@@ -180,6 +186,7 @@ def build(
         block_conv=csc if arch.csc_blocks else plain_conv,
         stem_relu=not arch.csc_stem,
         shortcut=shortcut,
+        width=width,
         mean=default_mean if mean is None else mean,
         std=default_std if std is None else std,
     )

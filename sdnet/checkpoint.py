@@ -1,0 +1,108 @@
+"""Checkpoints: atomic writes, ``weights_only`` loads, the model rebuilt from what was saved.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(..., weights_only=True)`` (no pickled code runs). Besides the weights it carries the
+CSC solver state (the power-iteration vectors, which are not in ``state_dict``) so that a resumed
+run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sdnet.csc import csc_layers
+from sdnet.models import build
+
+FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or does not fit the model asked for."""
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
+
+    A run killed while saving leaves the previous checkpoint intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DistributedDataParallel and/or torch.compile wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def solver_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Power-iteration vectors of every CSC layer (warm starts; not in ``state_dict``)."""
+    return {name: layer.power_vector.detach().cpu() for name, layer in csc_layers(unwrap(model)) if layer.power_vector is not None}
+
+
+def load_solver_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    layers = dict(csc_layers(unwrap(model)))
+    for name, vector in state.items():
+        layer = layers[name]
+        layer.power_vector = vector.to(device=layer.weight.device, dtype=torch.promote_types(layer.weight.dtype, torch.float32))
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: train a model first (python -m sdnet.train ...)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated file, not a checkpoint, or a pickled object we refuse to run
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}. Delete it and train again.") from error
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an sdnet checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def architecture(model_name: str, num_classes: int, stem: str, *, lam: float, n_steps: int, shortcut: bool, width: int) -> dict[str, Any]:
+    """What ``sdnet.models.build`` needs to rebuild the network, as saved in a checkpoint."""
+    return dict(model=model_name, num_classes=num_classes, stem=stem, lam=lam, n_steps=n_steps, shortcut=shortcut, width=width)
+
+
+def build_from(arch: dict[str, Any]) -> nn.Module:
+    options = {k: v for k, v in arch.items() if k not in ("model", "num_classes", "stem")}
+    return build(arch["model"], arch["num_classes"], arch["stem"], **options)
+
+
+def load_weights(model: nn.Module, ckpt: dict[str, Any], expected_arch: dict[str, Any] | None = None) -> None:
+    """Load a checkpoint's weights (and solver state) into ``model``, with a clear error on mismatch."""
+    saved = ckpt["arch"]
+    if expected_arch is not None:
+        keys = ("model", "num_classes", "stem", "shortcut", "width")
+        diff = {k: (saved.get(k), expected_arch.get(k)) for k in keys if saved.get(k) != expected_arch.get(k)}
+        if diff:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+            raise CheckpointError(f"the checkpoint is of another architecture ({detail})")
+    try:
+        unwrap(model).load_state_dict(ckpt["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"the checkpoint ({saved.get('model')}) does not fit this model: {error}") from error
+    load_solver_state(model, ckpt.get("solver", {}))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the saved network, load its weights, move it to ``device`` in eval mode."""
+    ckpt = load(path)
+    model = build_from(ckpt["arch"])
+    load_weights(model, ckpt)
+    return model.to(device).eval(), ckpt

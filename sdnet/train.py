@@ -1,0 +1,322 @@
+"""Training: one function, :func:`train`, and its command line.
+
+    python -m sdnet.train --out runs/sdnet18 --model sdnet18 --dataset cifar10 --epochs 220
+    python -m sdnet.train --out runs/sdnet18 --params params.yaml --section profiles.paper.train
+    torchrun --nproc_per_node=8 -m sdnet.train --out runs/in1k --recipe imagenet --data-root /imagenet
+
+The loop reads top to bottom: data -> model -> optimiser -> per epoch {train, evaluate, write
+curves, checkpoint}. What it writes to ``out``:
+
+- ``checkpoint.pt``  the last completed epoch (atomic; the run resumes from it when restarted)
+- ``history.csv``    one row per epoch (loss, accuracy, learning rate, time, images/s)
+- ``metrics.json``   the final numbers (top-1/top-5, loss, wall time, images/s, parameters)
+
+The device decides the fast path: on CUDA the data stays on the GPU, augmentation is batched there,
+the step runs under bf16 autocast with channels_last tensors, optionally torch.compile'd. Under
+``torchrun`` the same code trains with DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from sdnet import checkpoint
+from sdnet.config import RECIPES, ConfigError, TrainConfig, recipe
+from sdnet.evaluate import autocast_for, evaluate, metrics_from_sums, resolve_device
+from sdnet.models import count_parameters
+
+# Parameters that do not change the result: a checkpoint made with other values still resumes.
+_RESUME_NEUTRAL = {"progress", "eval_every", "workers", "device", "compile"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules
+# ---------------------------------------------------------------------------------------------
+
+
+def learning_rate(cfg: TrainConfig, iteration: int, steps_per_epoch: int) -> float:
+    """Learning rate at ``iteration`` (updated every iteration, as in the authors' cosine schedule)."""
+    epoch = iteration / steps_per_epoch
+    total = cfg.epochs * steps_per_epoch
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":  # linear up over the warm-up, then linear down to eta_min
+        if iteration < warmup:
+            return cfg.lr * (iteration + 1) / warmup
+        return cfg.eta_min + (cfg.lr - cfg.eta_min) * max(0.0, (total - iteration) / (total - warmup))
+    if iteration < warmup:
+        return cfg.lr * (iteration + 1) / warmup
+    if cfg.schedule == "cosine":
+        progress = (iteration - warmup) / max(1, total - warmup)
+        return cfg.eta_min + (cfg.lr - cfg.eta_min) * (1 + math.cos(math.pi * progress)) / 2
+    return cfg.lr * 0.1 ** sum(epoch >= m for m in cfg.milestones)  # step
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed set-up (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        return Dist(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world_size, local_rank), device
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def make_loaders(cfg: TrainConfig, device: torch.device, ddp: Dist, channels_last: bool):
+    """Train and test loaders, the number of classes, the dataset's display name and the stem."""
+    if cfg.dataset == "imagenet":
+        from sdnet.data.imagenet import imagenet_loaders
+
+        train_loader, test_loader = imagenet_loaders(cfg.data_root, cfg.batch_size, workers=cfg.workers, distributed=ddp.world_size > 1, seed=cfg.seed)
+        classes = train_loader.dataset.classes
+        return train_loader, test_loader, len(classes), "ImageNet-1k", "imagenet"
+    from sdnet.data import DeviceLoader, load_dataset
+
+    train_set, test_set = load_dataset(cfg.dataset, cfg.data_root, verify=cfg.verify, seed=cfg.seed, limit=cfg.limit)
+    common = dict(device=device, seed=cfg.seed, rank=ddp.rank, world_size=ddp.world_size, channels_last=channels_last)
+    train_loader = DeviceLoader(train_set, cfg.batch_size, train=True, **common)
+    test_loader = DeviceLoader(test_set, max(cfg.batch_size, 500), train=False, **common)
+    return train_loader, test_loader, len(train_set.classes), train_set.name, "cifar"
+
+
+def set_epoch(loader, epoch: int) -> None:
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    elif hasattr(getattr(loader, "sampler", None), "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+def _progress(iterable, enabled: bool, **kwargs):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+    now = cfg.to_dict()
+    diff = {k: (saved.get(k), v) for k, v in now.items() if k not in _RESUME_NEUTRAL and saved.get(k) != v}
+    if diff:
+        detail = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise checkpoint.CheckpointError(
+            f"{path} was made with other parameters ({detail}). Delete it to start over, or use another output folder."
+        )
+
+
+def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, out: str | Path) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``cfg.dataset``, writing checkpoint, curves and metrics to ``out``.
+
+    Restarted with the same ``cfg`` and ``out``, it resumes from the last completed epoch; on CPU
+    with the same seed the final result is identical to an uninterrupted run.
+    """
+    cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    ddp, device = setup_distributed(device)
+    cuda = device.type == "cuda"
+    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(cfg.seed)  # model initialisation (identical on every rank)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+
+    train_loader, test_loader, num_classes, dataset_name, stem = make_loaders(cfg, device, ddp, channels_last)
+    arch = checkpoint.architecture(cfg.model, num_classes, stem, lam=cfg.lam, n_steps=cfg.n_steps, shortcut=cfg.shortcut, width=cfg.width)
+    model = checkpoint.build_from(arch).to(device, memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+
+    ckpt_path, start_epoch, history, train_time, images_seen = out / "checkpoint.pt", 0, [], 0.0, 0
+    if ckpt_path.exists():
+        saved = checkpoint.load(ckpt_path)
+        _check_resumable(saved["config"], cfg, ckpt_path)
+        checkpoint.load_weights(model, saved, expected_arch=arch)
+        optimizer.load_state_dict(saved["optimizer"])
+        start_epoch, history = saved["epoch"], saved["history"]
+        train_time, images_seen = saved["train_time"], saved["images_seen"]
+        if ddp.main:
+            print(f"resuming {out} from epoch {start_epoch}/{cfg.epochs}")
+
+    step_model: nn.Module = model
+    if ddp.world_size > 1:
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    if cfg.compile:
+        step_model = torch.compile(step_model)
+
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the training set: lower it")
+    epochs = _progress(range(start_epoch, cfg.epochs), cfg.progress and ddp.main, desc=f"{cfg.model} on {dataset_name}", unit="epoch", initial=start_epoch, total=cfg.epochs)
+    for epoch in epochs:
+        set_epoch(train_loader, epoch)
+        step_model.train()
+        sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, n
+        if cuda:
+            torch.cuda.synchronize(device)
+        tic = time.perf_counter()
+        for i, (x, y) in enumerate(train_loader):
+            iteration = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, iteration, steps_per_epoch)
+            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            y = y.to(device, non_blocking=True)
+            with autocast_for(device, cfg.bf16):
+                logits = step_model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum(), torch.tensor(len(y), device=device)]).double()
+        if ddp.world_size > 1:
+            dist.all_reduce(sums)
+        loss_sum, correct, n = sums.tolist()  # one host sync per epoch
+        if cuda:
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - tic
+        if not math.isfinite(loss_sum):
+            kept = f"the last good checkpoint (epoch {start_epoch if not history else history[-1]['epoch']}) is kept in {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written"
+            raise TrainingDiverged(f"training diverged: the loss became {loss_sum / n} in epoch {epoch + 1}; {kept}. Lower the learning rate or lambda and restart.")
+        train_time += seconds
+        images_seen += int(n)
+
+        row: dict[str, Any] = dict(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], train_loss=loss_sum / n, train_top1=100 * correct / n, epoch_seconds=seconds, images_per_second=n / seconds)
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            row.update({f"test_{k}": v for k, v in _evaluate(model, test_loader, device, cfg, ddp, channels_last).items() if k != "n"})
+        history.append(row)
+        if hasattr(epochs, "set_postfix"):
+            epochs.set_postfix(loss=f"{row['train_loss']:.3f}", test_top1=f"{row.get('test_top1', float('nan')):.2f}")
+        if ddp.main:
+            _write_history(history, out / "history.csv")
+            checkpoint.save_atomic(
+                dict(format=checkpoint.FORMAT, config=cfg.to_dict(), arch=arch, epoch=epoch + 1, model=model.state_dict(),
+                     solver=checkpoint.solver_state(model), optimizer=optimizer.state_dict(), history=history,
+                     train_time=train_time, images_seen=images_seen, dataset=dataset_name),
+                ckpt_path,
+            )
+
+    final = history[-1]
+    metrics = dict(
+        model=cfg.model, dataset=dataset_name, epochs=cfg.epochs, top1=final["test_top1"], top5=final["test_top5"], loss=final["test_loss"],
+        train_loss=final["train_loss"], train_seconds=train_time, images_per_second=images_seen / train_time if train_time else None,
+        parameters=count_parameters(model), device=str(device), world_size=ddp.world_size, lam=cfg.lam, n_steps=cfg.n_steps,
+    )
+    if ddp.main:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _evaluate(model, loader, device, cfg: TrainConfig, ddp: Dist, channels_last: bool) -> dict[str, float]:
+    """Test metrics; with several processes each evaluates its shard and the sums are combined."""
+    metrics = evaluate(model, loader, device=device, bf16=cfg.bf16, channels_last=channels_last)
+    if ddp.world_size == 1:
+        return metrics
+    n = metrics["n"]
+    sums = torch.tensor([metrics["top1"] * n / 100, metrics["top5"] * n / 100, metrics["loss"] * n, n], dtype=torch.float64, device=device)
+    dist.all_reduce(sums)
+    return metrics_from_sums(sums)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: every TrainConfig field is a flag; --params/--section read a params.yaml section
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)  # numbers, booleans, null and lists as in params.yaml
+
+
+def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path]:
+    p = argparse.ArgumentParser(description="Train a ResNet/SDNet (defaults: the paper's CIFAR recipe).")
+    p.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, history.csv, metrics.json)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a named recipe")
+    p.add_argument("--params", type=Path, help="a params.yaml file")
+    p.add_argument("--section", default="train", help="dotted key of the training section in --params")
+    for f in dataclasses.fields(TrainConfig):
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_parse_value, default=argparse.SUPPRESS, metavar="V")
+    args = vars(p.parse_args(argv))
+    out, recipe_name, params, section = args.pop("out"), args.pop("recipe"), args.pop("params"), args.pop("section")
+    values: dict[str, Any] = {}
+    if params:
+        import yaml
+
+        node = yaml.safe_load(params.read_text())
+        for key in section.split("."):
+            if not isinstance(node, dict) or key not in node:
+                raise ConfigError(f"{params} has no section {section!r}")
+            node = node[key]
+        values.update(node)
+    values.update(args)
+    cfg = recipe(recipe_name, **values) if recipe_name else TrainConfig.from_dict(values)
+    return cfg, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, out = config_from_args(argv)
+    try:
+        metrics = train(cfg, out)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main()

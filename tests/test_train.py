@@ -1,0 +1,151 @@
+"""Training engine: config validation, schedules, checkpoints, resume, divergence, DDP on CPU."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+
+from sdnet import checkpoint
+from sdnet.config import ConfigError, TrainConfig, recipe
+from sdnet.train import TrainingDiverged, config_from_args, learning_rate, train
+
+
+def tiny(**overrides) -> TrainConfig:
+    """A seconds-long CPU run on the embedded synthetic dataset."""
+    values = dict(model="sdnet18", dataset="synthetic", limit=256, width=4, epochs=2, batch_size=64, lr=0.05, device="cpu", progress=False)
+    return TrainConfig(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("key,value", [("model", "resnet50"), ("dataset", "mnist"), ("lam", -0.1), ("n_steps", 0), ("epochs", 0), ("schedule", "linear"), ("shortcut", False)])
+def test_bad_parameters_fail_before_any_work(key, value):
+    with pytest.raises(ConfigError, match=key):
+        TrainConfig(**{key: value})
+
+
+def test_unknown_parameter_gets_a_suggestion():
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def test_recipes_are_the_papers():
+    cifar, imagenet = recipe("cifar"), recipe("imagenet")
+    assert (cifar.lr, cifar.batch_size, cifar.epochs, cifar.weight_decay, cifar.nesterov, cifar.schedule) == (0.1, 128, 220, 5e-4, True, "cosine")
+    assert (imagenet.batch_size, imagenet.epochs, imagenet.weight_decay, imagenet.milestones) == (512, 100, 1e-4, [30, 60, 90])
+
+
+def test_schedules():
+    cfg = TrainConfig(epochs=10, lr=0.1, eta_min=1e-6)
+    assert learning_rate(cfg, 0, 100) == pytest.approx(0.1)
+    assert learning_rate(cfg, 500, 100) == pytest.approx((0.1 + 1e-6) / 2)
+    assert learning_rate(cfg, 999, 100) == pytest.approx(1e-6, abs=1e-5)
+    step = TrainConfig(epochs=100, schedule="step", milestones=[30, 60, 90])
+    assert [learning_rate(step, e * 10, 10) for e in (0, 30, 60, 95)] == pytest.approx([0.1, 0.01, 0.001, 0.0001])
+    one = TrainConfig(epochs=10, schedule="onecycle", warmup_epochs=2, lr=0.4, eta_min=0.0)
+    assert learning_rate(one, 199, 100) == pytest.approx(0.4) and learning_rate(one, 1000, 100) == pytest.approx(0.0)
+
+
+def test_train_writes_metrics_curves_and_a_loadable_checkpoint(tmp_path):
+    metrics = train(tiny(), tmp_path)
+    assert set(metrics) >= {"top1", "top5", "loss", "train_seconds", "images_per_second", "parameters"}
+    assert json.loads((tmp_path / "metrics.json").read_text())["top1"] == metrics["top1"]
+    assert (tmp_path / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
+    model, ckpt = checkpoint.load_model(tmp_path / "checkpoint.pt")
+    assert ckpt["epoch"] == 2 and model.conv1.power_vector is not None
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    cfg = tiny(epochs=3)
+    full = train(cfg, tmp_path / "full")
+    _killed_after_epoch(cfg, tmp_path / "resumed", epoch=1)
+    assert checkpoint.load(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
+    resumed = train(cfg, tmp_path / "resumed")
+    for key in ("top1", "top5", "loss", "train_loss"):
+        assert resumed[key] == full[key], key
+
+
+class Killed(Exception):
+    pass
+
+
+def _killed_after_epoch(cfg: TrainConfig, out, epoch: int) -> None:
+    """Run ``train`` and kill it (an exception) right after epoch ``epoch`` was checkpointed."""
+    original = checkpoint.save_atomic
+
+    def save_then_die(obj, path):
+        original(obj, path)
+        if obj["epoch"] >= epoch:
+            raise Killed
+
+    checkpoint.save_atomic = save_then_die
+    try:
+        with pytest.raises(Killed):
+            train(cfg, out)
+    finally:
+        checkpoint.save_atomic = original
+
+
+def test_checkpoint_of_other_parameters_or_architecture_is_refused(tmp_path):
+    train(tiny(epochs=1), tmp_path)
+    with pytest.raises(checkpoint.CheckpointError, match="other parameters"):
+        train(tiny(epochs=1, model="resnet18"), tmp_path)
+    ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
+    other = checkpoint.build_from({**ckpt["arch"], "model": "resnet18"})
+    with pytest.raises(checkpoint.CheckpointError, match="another architecture"):
+        checkpoint.load_weights(other, ckpt, expected_arch={**ckpt["arch"], "model": "resnet18"})
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="cannot read"):
+        checkpoint.load(tmp_path / "broken.pt")
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
+    train(tiny(epochs=1), tmp_path)
+    good = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(TrainingDiverged, match="diverged"):
+        train(tiny(epochs=1, lr=1e12, model="resnet18"), tmp_path / "nan")
+    with pytest.raises(TrainingDiverged, match=r"last good checkpoint \(epoch 1\)"):
+        _diverge_after_one_epoch(tmp_path / "two")
+    assert checkpoint.load(tmp_path / "two" / "checkpoint.pt")["epoch"] == 1
+    assert (tmp_path / "checkpoint.pt").read_bytes() == good
+
+
+def _diverge_after_one_epoch(out) -> None:
+    cfg = tiny(epochs=2)
+    import sdnet.train as t
+
+    original = t.learning_rate
+    t.learning_rate = lambda c, it, spe: original(c, it, spe) if it < spe else 1e12
+    try:
+        train(cfg, out)
+    finally:
+        t.learning_rate = original
+
+
+def test_cli_reads_a_params_section_and_flags(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("profiles:\n  mine:\n    train:\n      model: resnet18\n      epochs: 3\n")
+    cfg, out = config_from_args(["--out", str(tmp_path / "o"), "--params", str(params), "--section", "profiles.mine.train", "--epochs", "5", "--lam", "0.3"])
+    assert (cfg.model, cfg.epochs, cfg.lam) == ("resnet18", 5, 0.3)
+    with pytest.raises(ConfigError, match="no section"):
+        config_from_args(["--out", "o", "--params", str(params), "--section", "profiles.other"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_on_cpu_with_two_processes(tmp_path):
+    """torchrun --nproc_per_node=2 with the gloo backend on tiny data."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "sdnet.train",
+           "--out", str(tmp_path), "--model", "resnet18", "--dataset", "synthetic", "--limit", "256", "--width", "4",
+           "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--progress", "false"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and 0 <= metrics["top1"] <= 100
