@@ -1,19 +1,26 @@
 """Datasets as uint8 tensors, and a loader that keeps them on the device.
 
-    train, test = load_dataset("cifar10", "data")            # or "cifar100", "synthetic", "cifar10-jpeg"
-    for x, y in DeviceLoader(train, 128, train=True, device="cuda"):
-        ...                                                  # x: float [B, 3, 32, 32] in [0, 1]
+    from sdnet.data import DeviceLoader, load_dataset
 
-ImageNet folders (torchvision transforms, DataLoader workers) are in ``sdnet.data.imagenet``;
-the CIFAR-10-C noises in ``sdnet.data.corruptions``.
+    train, test = load_dataset("cifar10", "data")    # or "cifar100", "synthetic", "cifar10-jpeg"
+    loader = DeviceLoader(train, 128, train=True, device="cuda")
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)                      # order and augmentation: f(seed, epoch)
+        for x, y in loader:                          # x: float [128, 3, 32, 32] in [0, 1]
+            ...
+
+Modules: ``cifar`` (the official CIFAR pickles, md5-checked, download), ``jpeg`` (the CIFAR-10
+JPEG copy), ``synthetic`` (the embedded default dataset), ``loader`` (the device loader and its
+batched augmentation), ``corruptions`` (CIFAR-10-C's additive noises), ``imagenet`` (ImageFolder
+trees with torchvision transforms and worker processes; imports torchvision, so it is not
+imported here).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sdnet.data.cifar import DataError
-from sdnet.data.imageset import ImageSet
+from sdnet.data.imageset import DataError, ImageSet
 from sdnet.data.loader import DeviceLoader
 
 DATASETS = ("synthetic", "cifar10", "cifar100", "cifar10-jpeg")
@@ -28,28 +35,37 @@ def load_dataset(
     seed: int = 0,
     limit: int | None = None,
 ) -> tuple[ImageSet, ImageSet]:
-    """(train, test) splits of ``name``.
+    """The (train, test) splits of dataset ``name`` (one of :data:`DATASETS`).
 
-    ``verify``: check the official md5 of CIFAR files; ``download``: fetch the official archive
-    when files are missing; ``seed``: of the synthetic dataset; ``limit``: keep the first
-    ``limit`` images of each split (quick runs).
+    ``root``: the folder holding the dataset files (not used by "synthetic"); ``verify``: check
+    the files against the official md5s (CIFAR) or the known archive (JPEG copy) and refuse
+    others; ``download``: fetch the official CIFAR archive when files are missing (the JPEG copy has no
+    download); ``seed``: of
+    the "synthetic" dataset; ``limit``: keep only the first ``limit`` images of each split.
+
+    Raises ValueError for an unknown name, FileNotFoundError (saying where it looked and how to
+    get the data) for missing files, DataError for corrupt or unofficial files.
     """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS} (ImageNet: sdnet.data.imagenet.imagenet_loaders)")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of images or None, got {limit}")
     if name == "synthetic":
         from sdnet.data.synthetic import make_synthetic
 
-        train, test = make_synthetic(seed=seed)
+        # the synthetic set is prefix-stable: generating `limit` images equals truncating
+        n_train, n_test = 10_000, 2_000
+        train, test = make_synthetic(min(n_train, limit or n_train), min(n_test, limit or n_test), seed=seed)
     elif name in ("cifar10", "cifar100"):
         from sdnet.data.cifar import load_cifar
 
-        train, test = load_cifar(name, root, verify=verify, download_missing=download)
-    elif name == "cifar10-jpeg":
+        train, test = load_cifar(name, root, verify=verify, download=download)
+    else:
         from sdnet.data.jpeg import load_jpeg_copy
 
-        train, test = load_jpeg_copy(root)
-    else:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS} (ImageNet: sdnet.data.imagenet)")
+        train, test = load_jpeg_copy(root, verify=verify)
     if limit is not None:
-        train, test = train.subset(min(limit, len(train))), test.subset(min(limit, len(test)))
+        train, test = train.subset(limit), test.subset(limit)
     return train, test
 
 

@@ -1,95 +1,152 @@
-"""The four additive-noise corruptions of CIFAR-10-C (Hendrycks & Dietterich, 2019).
+"""The four additive-noise corruptions of CIFAR-10-C (Hendrycks & Dietterich, ICLR 2019).
 
-Definitions follow ``make_cifar_c.py`` of the benchmark, on pixel values x in [0, 1]:
+Definitions follow the benchmark's ``make_cifar_c.py``, on pixel values x = uint8 / 255 in [0, 1]:
 
-| noise | parameter c | corrupted image |
+| noise | level c | corrupted value |
 |---|---|---|
 | gaussian | standard deviation | clip(x + N(0, c^2)) |
 | shot | photons per unit intensity | clip(Poisson(x * c) / c) |
-| impulse | fraction of values hit | salt & pepper: that fraction of the values (every channel of every pixel drawn independently) set to 0 or 1 with equal odds |
+| impulse | fraction of values hit | salt and pepper: each value (every channel of every pixel on its own) is hit with probability c, and a hit value becomes 0 or 1 with equal odds |
 | speckle | standard deviation | clip(x + x * N(0, c^2)) |
 
-The result is stored like the release: ``uint8(255 * y)``, i.e. truncated, not rounded.
-Noise is drawn from a ``torch.Generator`` seeded by ``seed``: the same seed gives the same bytes.
+clip is to [0, 1]. The result is stored like the release, ``uint8(255 * y)``: truncated, not
+rounded (so on average about half a grey level darker than rounding would give). The arithmetic
+is float64, as in numpy, so an unchanged value maps back to the same byte.
+
+Impulse noise is skimage's ``random_noise(mode="s&p")`` as it is defined today (an independent
+draw per value). The 2018 skimage the release was made with drew a fixed number of coordinates
+with replacement instead; the two agree in distribution up to a fraction of a percent of the hits.
+
+Noise comes from a CPU ``torch.Generator`` seeded by ``seed``: the same seed and the same input
+give the same bytes on every machine (an image's noise depends on its position in the batch), and
+the global RNG is never touched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from sdnet.data.imageset import ImageSet
+from sdnet.data.cifar import CIFAR10_CLASSES
+from sdnet.data.imageset import DataError, ImageSet
 
 NOISES = ("gaussian", "shot", "impulse", "speckle")
 
-# The released benchmark's severities 1..5.
+# The released benchmark's severities 1..5 (make_cifar_c.py).
 SEVERITY_LEVELS: dict[str, tuple[float, ...]] = {
     "gaussian": (0.04, 0.06, 0.08, 0.09, 0.10),
-    "shot": (500, 250, 100, 75, 50),
+    "shot": (500.0, 250.0, 100.0, 75.0, 50.0),
     "impulse": (0.01, 0.02, 0.03, 0.05, 0.07),
     "speckle": (0.06, 0.10, 0.12, 0.16, 0.20),
 }
 
-# The finer grids of the paper's own sweep (10 levels each, mildest first). The source gives the
-# range of speckle (0.1..0.6) but not its step: we use 10 evenly spaced levels like the others.
+# The finer grids of the SDNet authors' own test-time lambda sweep, mildest first. They are the
+# ``np.arange`` grids of the authors' ``robust_inference.py``, with float noise rounded away:
+#   gaussian np.arange(0.02, 0.21, 0.02): 10 values 0.02..0.20
+#   shot     np.arange(60, 3, -6):        10 values 60..6 (fewer photons = more noise)
+#   impulse  np.arange(0.03, 0.3, 0.03):  10 values 0.03..0.30 (float rounding lets 0.30 in)
+#   speckle  np.arange(0.1, 0.7, 0.1):     6 values 0.1..0.6
 FINE_LEVELS: dict[str, tuple[float, ...]] = {
     "gaussian": tuple(round(0.02 * i, 2) for i in range(1, 11)),
     "shot": tuple(float(c) for c in range(60, 0, -6)),
     "impulse": tuple(round(0.03 * i, 2) for i in range(1, 11)),
-    "speckle": tuple(round(float(v), 4) for v in np.linspace(0.1, 0.6, 10)),
+    "speckle": tuple(round(0.1 * i, 1) for i in range(1, 7)),
 }
+
+# The release's file names, <root>/CIFAR-10-C/<file>.
+RELEASE_FILES = {noise: f"{noise}_noise.npy" for noise in NOISES}
+CHUNK = 2048  # images per vectorised step: bounds the float64 temporaries (~50 MB for 32x32)
+
+
+def _noisy(x: Tensor, noise: str, level: float, g: torch.Generator) -> Tensor:
+    """The corrupted float64 values of ``x`` (in [0, 1]) before clipping."""
+    if noise == "gaussian":
+        return x + torch.randn(x.shape, generator=g, dtype=x.dtype) * level
+    if noise == "shot":
+        return torch.poisson(x * level, generator=g) / level
+    if noise == "speckle":
+        return x + x * torch.randn(x.shape, generator=g, dtype=x.dtype) * level
+    hit = torch.rand(x.shape, generator=g, dtype=x.dtype) < level  # impulse
+    salt = torch.rand(x.shape, generator=g, dtype=x.dtype) < 0.5
+    return torch.where(hit, salt.to(x.dtype), x)
+
+
+def _check_level(noise: str, level: float) -> None:
+    if noise not in NOISES:
+        raise ValueError(f"unknown noise {noise!r}; choose one of {NOISES}")
+    valid = {"gaussian": level >= 0, "speckle": level >= 0, "shot": level > 0, "impulse": 0 <= level <= 1}[noise]
+    if not valid:
+        allowed = {"gaussian": ">= 0", "speckle": ">= 0", "shot": "> 0", "impulse": "in [0, 1]"}[noise]
+        raise ValueError(f"{noise} noise level must be {allowed}, got {level}")
 
 
 def corrupt(images: Tensor, noise: str, level: float, *, seed: int = 0) -> Tensor:
-    """Corrupt uint8 images [N, 3, H, W] with ``noise`` of strength ``level``; uint8 out."""
-    if noise not in NOISES:
-        raise ValueError(f"unknown noise {noise!r}; choose one of {NOISES}")
+    """``images`` (uint8 [N, 3, H, W]) corrupted by ``noise`` at strength ``level``; uint8, same
+    shape and device. Deterministic in ``seed``; vectorised over chunks of images."""
+    _check_level(noise, level)
     if images.dtype != torch.uint8:
         raise ValueError(f"corrupt expects uint8 images, got {images.dtype}")
     g = torch.Generator().manual_seed(seed)
-    x = images.cpu().double() / 255
-    if noise == "gaussian":
-        y = x + level * torch.randn(x.shape, generator=g, dtype=x.dtype)
-    elif noise == "shot":
-        y = torch.poisson(x * level, generator=g) / level
-    elif noise == "speckle":
-        y = x + x * level * torch.randn(x.shape, generator=g, dtype=x.dtype)
-    else:  # impulse: salt and pepper on a fraction `level` of the values
-        hit = torch.rand(x.shape, generator=g, dtype=x.dtype) < level
-        salt = torch.rand(x.shape, generator=g, dtype=x.dtype) < 0.5
-        y = torch.where(hit, salt.to(x.dtype), x)
-    return (y.clamp(0, 1) * 255).to(torch.uint8)  # truncation, as in the release
+    source = images.cpu()
+    out = torch.empty_like(source)
+    for start in range(0, len(source), CHUNK):
+        x = source[start : start + CHUNK].double() / 255
+        y = _noisy(x, noise, float(level), g).clamp_(0, 1).mul_(255)
+        out[start : start + CHUNK] = y.to(torch.uint8)  # truncation toward zero, as np.uint8 does
+    return out.to(images.device)
 
 
 def corrupt_severity(images: Tensor, noise: str, severity: int, *, seed: int = 0) -> Tensor:
-    """``corrupt`` at one of the benchmark's severities 1..5."""
-    if severity not in range(1, 6):
-        raise ValueError(f"severity must be 1..5, got {severity}")
+    """:func:`corrupt` at one of the benchmark's severities 1..5 (:data:`SEVERITY_LEVELS`)."""
+    if noise not in NOISES:
+        raise ValueError(f"unknown noise {noise!r}; choose one of {NOISES}")
+    if isinstance(severity, bool) or severity not in range(1, 6):
+        raise ValueError(f"severity must be one of 1..5, got {severity!r}")
     return corrupt(images, noise, SEVERITY_LEVELS[noise][severity - 1], seed=seed)
 
 
-def load_cifar10c(root: str | Path, noise: str, severities=(1, 2, 3, 4, 5)) -> list[tuple[int, ImageSet]]:
-    """The released CIFAR-10-C files ``<root>/CIFAR-10-C/<noise>.npy`` + ``labels.npy``, by severity."""
-    folder = Path(root) / "CIFAR-10-C"
-    images_path = folder / {"gaussian": "gaussian_noise", "shot": "shot_noise", "impulse": "impulse_noise", "speckle": "speckle_noise"}[noise]
-    images_path = images_path.with_suffix(".npy")
-    if not images_path.is_file() or not (folder / "labels.npy").is_file():
-        raise FileNotFoundError(
-            f"{images_path} or {folder / 'labels.npy'} is missing: download CIFAR-10-C (Hendrycks & Dietterich) into {folder}, "
-            f"or generate the noise with sdnet.data.corruptions.corrupt_severity"
-        )
-    images, labels = np.load(images_path, mmap_mode="r"), np.load(folder / "labels.npy")
-    if images.shape[1:] != (32, 32, 3) or len(images) % 5 or len(labels) != len(images):
-        raise ValueError(f"{images_path}: expected 5 stacked severities of [N, 32, 32, 3] uint8 images, got {images.shape}")
-    per = len(images) // 5
-    from sdnet.data.jpeg import CLASSES
+def load_cifar10c(root: str | Path, noise: str, severities: Iterable[int] = (1, 2, 3, 4, 5)) -> list[tuple[int, ImageSet]]:
+    """The released CIFAR-10-C images of ``noise``, as ``[(severity, ImageSet), ...]``.
 
+    Reads ``<root>/CIFAR-10-C/<noise>_noise.npy`` (``<noise>.npy`` is accepted too): uint8
+    [5 * 10,000, 32, 32, 3], severities 1..5 stacked, and ``labels.npy``. The file is memory-mapped,
+    so only the requested severities are read.
+    """
+    if noise not in NOISES:
+        raise ValueError(f"unknown noise {noise!r}; choose one of {NOISES}")
+    severities = list(severities)
+    if bad := [s for s in severities if isinstance(s, bool) or s not in range(1, 6)]:
+        raise ValueError(f"severities must be in 1..5, got {bad}")
+    folder = Path(root) / "CIFAR-10-C"
+    candidates = [folder / RELEASE_FILES[noise], folder / f"{noise}.npy"]
+    images_path = next((p for p in candidates if p.is_file()), None)
+    labels_path = folder / "labels.npy"
+    if images_path is None or not labels_path.is_file():
+        missing = candidates[0] if images_path is None else labels_path
+        raise FileNotFoundError(
+            f"{missing} is missing. Download CIFAR-10-C (Hendrycks & Dietterich, https://zenodo.org/record/2535967) "
+            f"and extract it so that {folder}/ holds {RELEASE_FILES[noise]} and labels.npy; or generate the same "
+            f"noise with sdnet.data.corruptions.corrupt_severity(test_images, {noise!r}, severity)."
+        )
+    try:
+        images, labels = np.load(images_path, mmap_mode="r"), np.load(labels_path)
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read {images_path} or {labels_path}: {error}; download CIFAR-10-C again") from error
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3) or len(images) % 5:
+        raise DataError(
+            f"{images_path}: expected uint8 [5 * N, 32, 32, 3] (5 stacked severities), got {images.dtype} {images.shape}"
+        )
+    if labels.shape != (len(images),):
+        raise DataError(f"{labels_path}: expected {len(images)} labels to match {images_path.name}, got shape {labels.shape}")
+    per = len(images) // 5
     out = []
     for s in severities:
         part = slice((s - 1) * per, s * per)
         pixels = torch.from_numpy(np.ascontiguousarray(images[part].transpose(0, 3, 1, 2)))
-        out.append((s, ImageSet(pixels, torch.from_numpy(labels[part].astype(np.int64)), list(CLASSES), f"CIFAR-10-C {noise} s{s}")))
+        targets = torch.from_numpy(labels[part].astype(np.int64))
+        out.append((s, ImageSet(pixels, targets, list(CIFAR10_CLASSES), f"CIFAR-10-C {noise} noise, severity {s}")))
     return out

@@ -1,19 +1,31 @@
-"""``ImageSet``: a whole split as one uint8 tensor, the common currency of the data modules."""
+"""``ImageSet``: a whole split as one uint8 tensor, the common currency of the data modules.
+
+Every dataset of the package (CIFAR, the JPEG copy, CIFAR-10-C, the synthetic set) is small
+enough to hold as a single ``uint8 [N, 3, H, W]`` tensor. Keeping it in that form (rather than a
+list of per-image objects) is what lets the loader move a split to the GPU once and augment whole
+batches there, and lets the corruptions act on a split in one vectorised call.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+
+class DataError(RuntimeError):
+    """Dataset files are corrupt, truncated, or not the official ones (the message says what to do)."""
 
 
 @dataclass
 class ImageSet:
-    """A split of an image classification dataset, held as uint8 tensors (no per-image objects).
+    """A split of an image classification dataset, held as tensors (no per-image objects).
 
     ``images``: uint8 [N, 3, H, W], contiguous, on the CPU; ``labels``: int64 [N];
-    ``classes``: the class names; ``name``: how tables and figures label the data.
+    ``classes``: the class names (``labels`` index into it); ``name``: how tables and figures
+    label the data (e.g. "CIFAR-10", "CIFAR-10 (JPEG copy)").
     """
 
     images: torch.Tensor
@@ -26,6 +38,8 @@ class ImageSet:
             raise ValueError(f"ImageSet.images must be uint8 [N, 3, H, W], got {self.images.dtype} {list(self.images.shape)}")
         if self.labels.shape != (len(self.images),):
             raise ValueError(f"ImageSet.labels must have shape [{len(self.images)}], got {list(self.labels.shape)}")
+        if self.labels.is_floating_point() or self.labels.is_complex():
+            raise ValueError(f"ImageSet.labels must be integers, got {self.labels.dtype}")
         self.images = self.images.contiguous()
         self.labels = self.labels.long()
 
@@ -33,6 +47,30 @@ class ImageSet:
         return len(self.labels)
 
     def subset(self, selection: int | Sequence[int] | torch.Tensor) -> ImageSet:
-        """The first ``selection`` images (an int), or the images at the given indices."""
-        index = slice(0, selection) if isinstance(selection, int) else torch.as_tensor(selection, dtype=torch.long)
-        return ImageSet(self.images[index], self.labels[index], self.classes, self.name)
+        """The first ``selection`` images (an int; all of them if there are fewer), or the images
+        at the given indices (a sequence or an integer tensor), as a new ImageSet."""
+        if isinstance(selection, bool):
+            raise TypeError("ImageSet.subset takes a count or indices, not a bool")
+        if isinstance(selection, int):
+            if selection < 0:
+                raise ValueError(f"ImageSet.subset needs a count >= 0, got {selection}")
+            index: slice | torch.Tensor = slice(0, selection)
+        else:
+            index = torch.as_tensor(selection, dtype=torch.long)
+        return ImageSet(self.images[index], self.labels[index], list(self.classes), self.name)
+
+    def __repr__(self) -> str:
+        n, _, h, w = self.images.shape
+        return f"ImageSet({self.name!r}, {n} images {h}x{w}, {len(self.classes)} classes)"
+
+
+def seeded_generator(*keys: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` whose stream depends on every key (e.g. ``seed, epoch``).
+
+    Mixing through numpy's SeedSequence (rather than, say, ``seed * K + epoch``) keeps the
+    streams of different key tuples unrelated, with no arithmetic collisions between them.
+    """
+    if any(k < 0 for k in keys):
+        raise ValueError(f"seeds must be >= 0, got {keys}")
+    state = np.random.SeedSequence(list(keys)).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
