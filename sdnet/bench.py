@@ -1,0 +1,385 @@
+"""Speed: the CSC layer against the convolution it replaces, SDNet against ResNet-18.
+
+    python -m sdnet.bench                                # CPU: batch 32, float32
+    python -m sdnet.bench --device cuda --json reports/bench.json   # GPU: batch 128, bf16, channels_last
+    python -m sdnet.bench --quick                        # a few seconds, tiny sizes (smoke test)
+
+One run measures two things, each as a ratio taken within the run:
+
+1. layers: ``CSCConv2d`` against ``nn.Conv2d`` of the same shape, forward+backward and forward only
+   (``no_grad``, as in evaluation), for every distinct conv shape of SDNet-18-All with the CIFAR stem
+   (the stem 3->64 at 32x32 is SDNet-18's only CSC layer; the others are the 3x3 convs of the
+   blocks, stride-2 ones included). The CSC time includes everything a call does: the atom
+   normalisation, the warm-started power iteration for the step size, and the unrolled solver.
+   The dictionary does not change between these calls, so the power iteration starts converged
+   and stops after its minimum of two iterations.
+2. models: SDNet-18 and SDNet-18-All against ResNet-18 (CIFAR stem, 10 classes): a full training step
+   (forward, cross-entropy, backward, SGD step with the paper's CIFAR recipe) and an evaluation step
+   (``no_grad`` forward), in images/s. Training starts from initialisation, where an SGD step
+   moves the dictionaries most and the power iteration needs the most iterations (often all 50
+   for the stem), so this is SDNet's costly regime; the mean count is reported with the result.
+
+How it times. Every call first runs untimed (warm-up: the first CSC call does a cold power
+iteration, cuDNN picks its algorithms, the allocator fills its cache). Then the cases being compared
+are timed in interleaved rounds (conv, CSC, conv, CSC, ...) so that a slow spell of a shared machine
+hits all of them alike; a ratio is the median over rounds of the ratio within each round, and a time
+is the median over rounds. On CUDA a sample is a run of back-to-back calls between two CUDA events
+(long enough to dwarf the event resolution; host synchronisations inside a call, such as the power
+iteration's convergence test, show up as idle GPU time, as they would in training); on CPU it is
+``time.perf_counter`` around the calls. The device picks the precision as training does: bf16
+autocast and channels_last on CUDA, float32 on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sdnet.config import RECIPES
+from sdnet.csc import CSCConv2d, csc_layers
+from sdnet.evaluate import autocast_for, resolve_device
+from sdnet.models import build
+
+MODELS = ("resnet18", "sdnet18", "sdnet18_all")
+BASELINE = "resnet18"
+NUM_CLASSES = 10
+IMAGE_SIZE = 32  # CIFAR
+# --quick: a network 16 times narrower on 16x16 images, one timed round; it checks that the
+# benchmark runs, its numbers mean nothing.
+QUICK = dict(width=4, image_size=16, batch_size=2, repeats=1)
+SGD = {k: RECIPES["cifar"][k] for k in ("lr", "momentum", "nesterov", "weight_decay")}  # the paper's CIFAR recipe
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------
+
+
+def _seconds_per_call(fn: Callable[[], object], calls: int, cuda: bool) -> float:
+    """Mean seconds per call over ``calls`` back-to-back calls of ``fn``."""
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / calls
+    tic = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - tic) / calls
+
+
+def time_interleaved(
+    cases: dict[str, Callable[[], object]],
+    device: torch.device,
+    *,
+    repeats: int,
+    warmup: int = 2,
+    min_sample_s: float = 0.0,
+) -> dict[str, list[float]]:
+    """``repeats`` samples (seconds per call) of each case, the cases taking turns.
+
+    A sample repeats its call until it lasts ``min_sample_s`` (sized once, after the warm-up), so
+    that short GPU calls are timed over many launches rather than one.
+    """
+    cuda = device.type == "cuda"
+    for fn in cases.values():
+        for _ in range(warmup):
+            fn()
+    if cuda:
+        torch.cuda.synchronize()
+    calls = {name: max(1, math.ceil(min_sample_s / max(_seconds_per_call(fn, 1, cuda), 1e-9))) for name, fn in cases.items()}
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            samples[name].append(_seconds_per_call(fn, calls[name], cuda))
+    return samples
+
+
+def _median_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of the within-round ratio (robust to slow spells that span a round)."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator))
+
+
+def _ms(samples: list[float]) -> float:
+    return 1e3 * statistics.median(samples)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Layers
+# ---------------------------------------------------------------------------------------------
+
+
+def distinct_csc_shapes(model: nn.Module, image_size: int) -> list[dict[str, Any]]:
+    """The distinct (conv geometry, input size) pairs of the CSC layers of ``model``, in forward order.
+
+    Read off the model with one forward of a single image, so the list follows the architecture
+    instead of restating it; ``count`` says how many layers of the model have the shape.
+    """
+    shapes: dict[tuple, dict[str, Any]] = {}
+
+    def record(layer: CSCConv2d, args: tuple[Tensor, ...]) -> None:
+        size = tuple(args[0].shape[-2:])
+        key = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding, size)
+        if key in shapes:
+            shapes[key]["count"] += 1
+        else:
+            shapes[key] = dict(
+                in_channels=layer.in_channels, out_channels=layer.out_channels, kernel_size=layer.kernel_size[0],
+                stride=layer.stride[0], padding=layer.padding[0], input_size=size[0], count=1,
+                lam=layer.lam, n_steps=layer.n_steps, non_negative=layer.non_negative,
+            )
+
+    hooks = [layer.register_forward_pre_hook(record) for _, layer in csc_layers(model)]
+    try:
+        with torch.no_grad():
+            model(torch.rand(1, 3, image_size, image_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    return list(shapes.values())
+
+
+def _shape_name(s: dict[str, Any]) -> str:
+    k, size = s["kernel_size"], s["input_size"]
+    return f"{s['in_channels']}->{s['out_channels']} k{k} s{s['stride']} @{size}x{size}"
+
+
+def bench_layer(
+    shape: dict[str, Any], device: torch.device, batch_size: int, repeats: int, min_sample_s: float, first_layer: bool
+) -> dict[str, Any]:
+    """CSC against conv at one shape: ms per call (forward+backward, forward) and CSC/conv ratios."""
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    geometry = (shape["in_channels"], shape["out_channels"], shape["kernel_size"], shape["stride"], shape["padding"])
+    conv = nn.Conv2d(*geometry, bias=False)
+    csc = CSCConv2d(*geometry, lam=shape["lam"], n_steps=shape["n_steps"], non_negative=shape["non_negative"])
+    with torch.no_grad():
+        conv.weight.copy_(csc.weight)
+    conv.to(device, memory_format=fmt)
+    csc.to(device, memory_format=fmt)
+    size = shape["input_size"]
+    x = torch.randn(batch_size, shape["in_channels"], size, size, device=device).contiguous(memory_format=fmt)
+    # Inside a network a layer also returns the gradient of its input, except the first layer,
+    # whose input (the image) needs none.
+    x.requires_grad_(not first_layer)
+
+    def steps(layer: nn.Module) -> tuple[Callable[[], None], Callable[[], None]]:
+        with autocast_for(device, None), torch.no_grad():
+            grad_out = torch.randn_like(layer(x))  # the dtype and layout of the layer's output
+
+        def train() -> None:
+            layer.weight.grad = x.grad = None
+            with autocast_for(device, None):
+                out = layer(x)
+            out.backward(grad_out)
+
+        def forward() -> None:
+            with autocast_for(device, None), torch.no_grad():
+                layer(x)
+
+        return train, forward
+
+    (conv_train, conv_fwd), (csc_train, csc_fwd) = steps(conv), steps(csc)
+    train = time_interleaved(dict(conv=conv_train, csc=csc_train), device, repeats=repeats, min_sample_s=min_sample_s)
+    fwd = time_interleaved(dict(conv=conv_fwd, csc=csc_fwd), device, repeats=repeats, min_sample_s=min_sample_s)
+    return dict(
+        shape=_shape_name(shape), **shape,
+        conv_train_ms=_ms(train["conv"]), csc_train_ms=_ms(train["csc"]), train_ratio=_median_ratio(train["csc"], train["conv"]),
+        conv_forward_ms=_ms(fwd["conv"]), csc_forward_ms=_ms(fwd["csc"]), forward_ratio=_median_ratio(fwd["csc"], fwd["conv"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Models
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_models(
+    device: torch.device, batch_size: int, repeats: int, min_sample_s: float, width: int, image_size: int
+) -> list[dict[str, Any]]:
+    """Training and evaluation steps of each of ``MODELS``: images/s, and relative to ResNet-18."""
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    x = torch.rand(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, NUM_CLASSES, (batch_size,), device=device)
+    train_cases, eval_cases = {}, {}
+    power_iterations: dict[str, list[int]] = {name: [] for name in MODELS}
+    for name in MODELS:
+        model = build(name, NUM_CLASSES, width=width).to(device, memory_format=fmt)
+        optimizer = torch.optim.SGD(model.parameters(), **SGD)
+        csc = [layer for _, layer in csc_layers(model)]
+
+        def train_step(model=model, optimizer=optimizer, csc=csc, iterations=power_iterations[name]) -> None:
+            model.train()
+            with autocast_for(device, None):
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            iterations.extend(layer.power_iterations for layer in csc)
+
+        def eval_step(model=model) -> None:
+            model.eval()
+            with autocast_for(device, None), torch.no_grad():
+                model(x)
+
+        train_cases[name], eval_cases[name] = train_step, eval_step
+
+    train = time_interleaved(train_cases, device, repeats=repeats, min_sample_s=min_sample_s)
+    evals = time_interleaved(eval_cases, device, repeats=repeats, min_sample_s=min_sample_s)
+    return [
+        dict(
+            model=name,
+            train_ms=_ms(train[name]), train_images_per_s=batch_size / statistics.median(train[name]),
+            train_relative=_median_ratio(train[BASELINE], train[name]),
+            eval_ms=_ms(evals[name]), eval_images_per_s=batch_size / statistics.median(evals[name]),
+            eval_relative=_median_ratio(evals[BASELINE], evals[name]),
+            # Mean iterations of the step-size refresh per CSC layer and training step (warm-up
+            # steps included); the dictionaries move most early in training, as here.
+            power_iterations=statistics.mean(power_iterations[name]) if power_iterations[name] else None,
+        )
+        for name in MODELS
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def run_benchmark(
+    device: str | torch.device = "auto",
+    batch_size: int | None = None,
+    repeats: int = 5,
+    quick: bool = False,
+    *,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Time the CSC layers against convs and SDNet-18(-All) against ResNet-18; returns a JSON-able dict.
+
+    ``batch_size`` defaults to 128 on CUDA (the paper's CIFAR batch) and 32 on CPU. ``quick`` runs
+    tiny sizes for a smoke test (and ignores ``batch_size`` and ``repeats``). The caller's RNG state
+    is left untouched.
+    """
+    device = resolve_device(device)
+    cuda = device.type == "cuda"
+    width, image_size = (QUICK["width"], QUICK["image_size"]) if quick else (64, IMAGE_SIZE)
+    if quick:
+        batch_size, repeats = QUICK["batch_size"], QUICK["repeats"]
+    elif batch_size is None:
+        batch_size = 128 if cuda else 32
+    if batch_size < 1 or repeats < 1:
+        raise ValueError(f"batch_size and repeats must be >= 1, got {batch_size} and {repeats}")
+    # Short GPU calls are timed over runs of at least 20 ms; on CPU every call is long enough.
+    min_sample_s = 0.02 if cuda and not quick else 0.0
+
+    def log(message: str) -> None:
+        if progress:
+            print(message, file=sys.stderr, flush=True)
+
+    # CUDA events and synchronisations act on the current device: make it the benchmarked one.
+    on_device = torch.cuda.device(device) if cuda else contextlib.nullcontext()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # as in training: fixed shapes, best algorithms
+    try:
+        with on_device, torch.random.fork_rng(devices=[device] if cuda else []):
+            torch.manual_seed(0)
+            shapes = distinct_csc_shapes(build("sdnet18_all", NUM_CLASSES, width=width), image_size)
+            layers = []
+            for i, shape in enumerate(shapes):
+                log(f"layer {i + 1}/{len(shapes)}: {_shape_name(shape)}")
+                layers.append(bench_layer(shape, device, batch_size, repeats, min_sample_s, first_layer=i == 0))
+            log(f"models: {', '.join(MODELS)}")
+            models = bench_models(device, batch_size, repeats, min_sample_s, width, image_size)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+    first = shapes[0]
+    return dict(
+        device=dict(type=device.type, name=_device_name(device), threads=torch.get_num_threads()),
+        torch=torch.__version__,
+        cuda=torch.version.cuda if cuda else None,
+        settings=dict(
+            batch_size=batch_size, repeats=repeats, quick=quick, width=width, image_size=image_size,
+            precision="bf16 autocast" if cuda else "float32", channels_last=cuda,
+            lam=first["lam"], n_steps=first["n_steps"], non_negative=first["non_negative"],
+            optimizer=dict(name="SGD", **SGD),
+        ),
+        layers=layers,
+        models=models,
+    )
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The result as two plain-text tables (times are medians, ratios medians of per-round ratios)."""
+    s, d = result["settings"], result["device"]
+    head = (
+        f"{d['name']} ({d['type']}, {d['threads']} threads), torch {result['torch']}, "
+        f"{s['precision']}, batch {s['batch_size']}, median of {s['repeats']}"
+        f"; CSC: lam {s['lam']}, {s['n_steps']} steps, {'non-negative' if s['non_negative'] else 'signed'}"
+    )
+    lines = [head, "", "CSCConv2d vs nn.Conv2d, ms per call (ratio: CSC time / conv time)"]
+    lines.append(
+        f"{'shape':<26}{'layers':>7} | {'conv f+b':>9}{'CSC f+b':>9}{'ratio':>7} | {'conv fwd':>9}{'CSC fwd':>9}{'ratio':>7}"
+    )
+    for r in result["layers"]:
+        lines.append(
+            f"{r['shape']:<26}{r['count']:>7} | {r['conv_train_ms']:>9.2f}{r['csc_train_ms']:>9.2f}{r['train_ratio']:>7.2f}"
+            f" | {r['conv_forward_ms']:>9.2f}{r['csc_forward_ms']:>9.2f}{r['forward_ratio']:>7.2f}"
+        )
+    lines += ["", f"Models (CIFAR stem), images/s (rel.: throughput relative to {BASELINE})"]
+    lines.append(f"{'model':<14} | {'train img/s':>12}{'rel.':>7} | {'eval img/s':>12}{'rel.':>7} | power it.")
+    for r in result["models"]:
+        iterations = "-" if r["power_iterations"] is None else f"{r['power_iterations']:.1f}"
+        lines.append(
+            f"{r['model']:<14} | {r['train_images_per_s']:>12.1f}{r['train_relative']:>7.2f}"
+            f" | {r['eval_images_per_s']:>12.1f}{r['eval_relative']:>7.2f} | {iterations:>9}"
+        )
+    lines.append("(power it.: mean iterations of the step-size power iteration per CSC layer and training step)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Time CSC layers against convs and SDNet-18(-All) against ResNet-18.")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 128 on cuda, 32 on cpu")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds per comparison (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice); 1 gives steadier numbers on a shared machine")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks that it runs")
+    args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = run_benchmark(args.device, args.batch_size, args.repeats, args.quick, progress=True)
+    print(format_table(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The benchmark runs and reports what it promises (a smoke test: no timing is checked)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from sdnet import bench
+
+
+@pytest.fixture(scope="module")
+def quick():
+    # Tiny operations on a machine shared with other jobs: with one thread none of them waits for
+    # a busy core, which keeps this test at a few seconds.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rng = torch.get_rng_state()
+    try:
+        result = bench.run_benchmark("cpu", quick=True)
+        assert torch.equal(torch.get_rng_state(), rng), "the benchmark must leave the caller's RNG alone"
+    finally:
+        torch.set_num_threads(threads)
+    return result
+
+
+def test_layers_cover_every_distinct_conv_shape_of_sdnet18_all(quick):
+    width = quick["settings"]["width"]
+    layers = quick["layers"]
+    # the stem, then per stage one stride-1 shape and (from stage 2 on) one stride-2 shape
+    assert len(layers) == 8 and sum(r["count"] for r in layers) == 17
+    stem = layers[0]
+    size = quick["settings"]["image_size"]
+    assert (stem["in_channels"], stem["out_channels"], stem["stride"], stem["input_size"]) == (3, width, 1, size)
+    assert [r["stride"] for r in layers].count(2) == 3
+    assert {r["out_channels"] for r in layers} == {width, 2 * width, 4 * width, 8 * width}
+    for r in layers:
+        assert (r["lam"], r["n_steps"], r["non_negative"]) == (0.1, 2, True)
+        for key in ("conv_train_ms", "csc_train_ms", "train_ratio", "conv_forward_ms", "csc_forward_ms", "forward_ratio"):
+            assert math.isfinite(r[key]) and r[key] > 0, key
+
+
+def test_models_are_compared_with_resnet18(quick):
+    models = {r["model"]: r for r in quick["models"]}
+    assert list(models) == ["resnet18", "sdnet18", "sdnet18_all"]
+    assert models["resnet18"]["train_relative"] == models["resnet18"]["eval_relative"] == 1.0
+    assert models["resnet18"]["power_iterations"] is None
+    for r in models.values():
+        for key in ("train_ms", "train_images_per_s", "train_relative", "eval_ms", "eval_images_per_s", "eval_relative"):
+            assert math.isfinite(r[key]) and r[key] > 0, key
+    assert 2 <= models["sdnet18"]["power_iterations"] <= 50
+
+
+def test_settings_and_environment_are_recorded(quick):
+    assert quick["device"]["type"] == "cpu" and quick["device"]["name"]
+    assert quick["torch"] == torch.__version__
+    s = quick["settings"]
+    assert s["quick"] and s["precision"] == "float32" and not s["channels_last"]
+    assert s["optimizer"]["name"] == "SGD"
+
+
+def test_cli_prints_the_tables_and_writes_json(quick, tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(bench, "run_benchmark", lambda *args, **kwargs: calls.append((args, kwargs)) or quick)
+    out = tmp_path / "sub" / "bench.json"
+    bench.main(["--device", "cpu", "--quick", "--json", str(out)])
+    assert calls[0][0] == ("cpu", None, 5, True)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(quick))
+    printed = capsys.readouterr().out
+    assert "CSCConv2d vs nn.Conv2d" in printed and "sdnet18_all" in printed
+
+
+def test_bad_sizes_fail_before_any_work():
+    with pytest.raises(ValueError, match="batch_size"):
+        bench.run_benchmark("cpu", batch_size=0)
