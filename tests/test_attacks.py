@@ -1,0 +1,138 @@
+"""PGD against the test-time lambda, on a tiny SDNet trained inside the test."""
+
+import contextlib
+
+import pytest
+import torch
+from torch import nn
+
+from sdnet import CSCConv2d
+from sdnet.attacks import adversarial_examples, clean_accuracy, pgd, pgd_vs_lambda, robust_accuracy
+from sdnet.models import Normalize
+
+
+def two_colours(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Textured reddish (class 0) vs bluish (class 1) 8x8 images in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = 0.3 + 0.2 * torch.rand(n, 3, 8, 8, generator=g)
+    x[y == 0, 0] += 0.4
+    x[y == 1, 2] += 0.4
+    return x.clamp(0, 1), y
+
+
+def train(model: nn.Module, steps: int = 30) -> nn.Module:
+    x, y = two_colours(128, seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.train()
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def sdnet() -> nn.Module:
+    torch.manual_seed(0)
+    csc = CSCConv2d(3, 8, 3, padding=1, lam=0.1)
+    layers = [Normalize((0.5,) * 3, (0.25,) * 3), csc, nn.BatchNorm2d(8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)]
+    return train(nn.Sequential(*layers))
+
+
+@pytest.fixture(scope="module")
+def plain() -> nn.Module:
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)]
+    return train(nn.Sequential(*layers))
+
+
+@pytest.fixture(scope="module")
+def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    x, y = two_colours(32, seed=2)
+    return [(x[:16], y[:16]), (x[16:], y[16:])]
+
+
+@contextlib.contextmanager
+def lambdas_seen(layer: CSCConv2d):
+    """The layer's lambda at every forward call inside the block, with whether autograd was on
+    (on: the attack taking gradients; off: the evaluation)."""
+    seen: list[tuple[float, bool]] = []
+    hook = layer.register_forward_pre_hook(lambda module, inputs: seen.append((module.lam, torch.is_grad_enabled())))
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
+def test_robust_accuracy_falls_with_eps(sdnet, batches):
+    clean = clean_accuracy(sdnet, batches)
+    assert clean == 100.0
+    for norm, epsilons in [("Linf", [0.0, 0.02, 0.1, 0.3]), ("L2", [0.0, 0.5, 2.0, 6.0])]:
+        accuracy = [robust_accuracy(sdnet, batches, norm=norm, eps=eps, steps=5) for eps in epsilons]
+        assert accuracy[0] == clean  # eps 0 leaves the images as they are
+        assert all(a >= b for a, b in zip(accuracy, accuracy[1:])), (norm, accuracy)
+        assert accuracy[-1] < 50.0, (norm, accuracy)
+
+
+def test_adversarial_examples_stay_in_the_ball_and_the_image_range(sdnet, batches):
+    x, y = batches[0]
+    for norm, eps in [("Linf", 0.05), ("L2", 0.5)]:
+        adversarial = adversarial_examples(sdnet, x, y, pgd(sdnet, norm=norm, eps=eps, steps=3))
+        delta = (adversarial - x).flatten(1)
+        size = delta.abs().amax(1) if norm == "Linf" else delta.norm(dim=1)
+        assert (size <= eps + 1e-5).all() and adversarial.min() >= 0 and adversarial.max() <= 1
+
+
+def test_white_box_and_transfer_take_gradients_at_their_own_lambda(sdnet, batches):
+    layer = sdnet[1]
+    with lambdas_seen(layer) as seen:
+        robust_accuracy(sdnet, batches[:1], eps=0.05, steps=3, lam=1.0, attack_lam=0.1)  # transfer
+    assert {lam for lam, grad in seen if grad} == {0.1} and {lam for lam, grad in seen if not grad} == {1.0}
+    with lambdas_seen(layer) as seen:
+        robust_accuracy(sdnet, batches[:1], eps=0.05, steps=3, lam=1.0)  # white-box
+    assert {lam for lam, _ in seen} == {1.0} and sum(grad for _, grad in seen) == 3
+    assert layer.lam == 0.1
+    x, y = batches[0]
+    attack = pgd(sdnet, eps=0.05, steps=3)
+    at_small, at_large = (adversarial_examples(sdnet, x, y, attack, lam=lam) for lam in (0.1, 1.0))
+    assert not torch.equal(at_small, at_large)
+
+
+def test_the_random_start_is_seeded_and_leaves_the_global_rng_alone(sdnet, batches):
+    state = torch.get_rng_state()
+    first = robust_accuracy(sdnet, batches, eps=0.1, steps=1, alpha=0.0)  # the random start only
+    assert torch.equal(torch.get_rng_state(), state)
+    assert robust_accuracy(sdnet, batches, eps=0.1, steps=1, alpha=0.0) == first
+
+
+def test_pgd_vs_lambda_matches_the_single_evaluations(sdnet, batches):
+    sdnet.train()  # the attack and the evaluation switch to eval mode and back
+    running_mean = sdnet[2].running_mean.clone()
+    rows = pgd_vs_lambda(sdnet, batches, [0.1, 1.0], train_lam=0.1, eps=0.1, steps=3)
+    assert sdnet.training and torch.equal(sdnet[2].running_mean, running_mean)
+    sdnet.eval()
+    assert [r["lam"] for r in rows] == [0.1, 1.0]
+    assert rows[0]["white_box"] == rows[0]["transfer"]  # at the training lambda both are one attack
+    for row in rows:
+        assert row["white_box"] <= row["clean"] and row["transfer"] <= row["clean"]
+        assert row["clean"] == clean_accuracy(sdnet, batches, lam=row["lam"])
+        assert row["white_box"] == robust_accuracy(sdnet, batches, eps=0.1, steps=3, lam=row["lam"])
+        assert row["transfer"] == robust_accuracy(sdnet, batches, eps=0.1, steps=3, lam=row["lam"], attack_lam=0.1)
+
+
+def test_a_model_without_lambda_is_attacked_once(plain, batches):
+    rows = pgd_vs_lambda(plain, batches, [0.1, 0.5, 1.0], train_lam=0.1, norm="L2", eps=1.0, steps=3)
+    assert [r["lam"] for r in rows] == [0.1, 0.5, 1.0]
+    assert len({(r["clean"], r["white_box"], r["transfer"]) for r in rows}) == 1
+    assert rows[0]["white_box"] <= rows[0]["clean"]
+
+
+def test_bad_settings_fail_early(sdnet):
+    with pytest.raises(ValueError, match="norm"):
+        pgd(sdnet, norm="L1")
+    with pytest.raises(ValueError, match="steps"):
+        pgd(sdnet, steps=0)
+    attack = pgd(sdnet, norm="L2")
+    assert attack.eps == 0.5 and attack.alpha == 0.125 and attack.steps == 10 and attack.random_start

@@ -1,0 +1,255 @@
+"""Lambda sweeps, their tables, the lambda-vs-error fit and adaptive lambda, on tiny models."""
+
+import contextlib
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from sdnet import CSCConv2d, csc_lambda
+from sdnet.models import Normalize
+from sdnet.robustness import (
+    AdaptiveLambda,
+    LambdaFit,
+    accuracy_vs_lambda,
+    adaptive_predict,
+    best_lambda,
+    compare_adaptive,
+    fit_lambda_vs_error,
+    reconstruction_mse,
+    severity_averaged,
+    sweep,
+    tidy,
+)
+
+
+def two_colours(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """An easy problem: textured reddish (class 0) vs bluish (class 1) 8x8 images in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = 0.3 + 0.2 * torch.rand(n, 3, 8, 8, generator=g)
+    x[y == 0, 0] += 0.4
+    x[y == 1, 2] += 0.4
+    return x.clamp(0, 1), y
+
+
+def tiny_sdnet(*, csc_layers: int = 1) -> nn.Sequential:
+    """Normalise -> CSC -> BN (-> CSC -> BN) -> average pool -> linear: an SDNet in miniature."""
+    torch.manual_seed(0)
+    body = [CSCConv2d(3, 8, 3, padding=1, lam=0.1), nn.BatchNorm2d(8)]
+    if csc_layers == 2:
+        body += [CSCConv2d(8, 8, 3, padding=1, lam=0.1), nn.BatchNorm2d(8)]
+    return nn.Sequential(Normalize((0.5,) * 3, (0.25,) * 3), *body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+
+
+def train(model: nn.Module, steps: int = 30) -> nn.Module:
+    x, y = two_colours(128, seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.train()
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained() -> nn.Module:
+    return train(tiny_sdnet())
+
+
+@contextlib.contextmanager
+def batch_sizes(*modules: nn.Module):
+    """Per module, a list of the batch sizes it is called with inside the block."""
+    calls: list[list[int]] = [[] for _ in modules]
+    hooks = [
+        m.register_forward_hook(lambda _module, inputs, _output, c=c: c.append(len(inputs[0])))
+        for m, c in zip(modules, calls)
+    ]
+    try:
+        yield calls
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy_vs_lambda and the tables
+# ---------------------------------------------------------------------------------------------
+
+
+def test_accuracy_vs_lambda_follows_lambda_for_an_sdnet(trained):
+    x, y = two_colours()
+    rows = accuracy_vs_lambda(trained, [(x[:32], y[:32]), (x[32:], y[32:])], [0.0, 0.1, 1.0, 100.0])
+    assert [r["lam"] for r in rows] == [0.0, 0.1, 1.0, 100.0]
+    sparsity = [r["sparsity"] for r in rows]
+    errors = [r["recon_error"] for r in rows]
+    assert sparsity == sorted(sparsity) and len(set(sparsity)) == 4
+    assert errors == sorted(errors) and errors[0] < errors[-1]
+    assert rows[1]["accuracy"] == 100.0  # the easy problem is learnt
+    assert rows[-1]["accuracy"] == 50.0 and rows[-1]["sparsity"] == 1.0  # an all-zero code: one class for all
+    assert trained[1].lam == 0.1 and not trained.training  # lambda and mode restored
+
+
+def test_reported_error_is_the_layers_per_value_error(trained):
+    x, y = two_colours(8)
+    (row,) = accuracy_vs_lambda(trained, [(x, y)], [0.1])
+    with torch.no_grad():
+        z = trained[1](trained[0](x))
+        mse = (trained[0](x) - nn.functional.conv_transpose2d(z, trained[1].weight, padding=1)).pow(2).mean()
+    assert row["recon_error"] == pytest.approx(mse.item(), rel=1e-4)
+    assert reconstruction_mse(trained[1]).shape == (8,)
+
+
+def test_a_model_without_csc_layers_is_evaluated_once():
+    torch.manual_seed(0)
+    resnet_like = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    x, y = two_colours(16)
+    with batch_sizes(resnet_like[-1]) as (calls,):
+        rows = accuracy_vs_lambda(resnet_like, [(x, y)], [0.1, 0.5, 1.0])
+    assert calls == [16]
+    assert len({r["accuracy"] for r in rows}) == 1 and all(math.isnan(r["sparsity"]) for r in rows)
+
+
+def test_layers_choose_where_lambda_goes_and_what_is_measured():
+    model = tiny_sdnet(csc_layers=2).eval()
+    x, y = two_colours(8)
+    rows = accuracy_vs_lambda(model, [(x, y)], [0.1, 5.0], layers=["3"])
+    assert rows[1]["sparsity"] > rows[0]["sparsity"]  # the second layer's code, at its lambda
+    model(x)
+    first = model[1].sparsity.mean().item()
+    with csc_lambda(model, 5.0, ["3"]):
+        model(x)
+    assert model[1].sparsity.mean().item() == first  # the first layer kept its lambda
+    with pytest.raises(ValueError, match="not CSC layers"):
+        accuracy_vs_lambda(model, [(x, y)], [0.1], layers=["4"])
+
+
+def test_one_shot_iterators_are_refused(trained):
+    x, y = two_colours(8)
+    with pytest.raises(TypeError, match="re-iterable"):
+        accuracy_vs_lambda(trained, iter([(x, y)]), [0.1, 0.2])
+
+
+def test_sweep_best_lambda_and_severity_average(trained):
+    x, y = two_colours()
+    noisy = (x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    conditions = {("clean", 0): [(x, y)], ("gaussian", 1): [(noisy, y)]}
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    table = sweep({"tiny": trained, "plain": plain}, conditions, [0.1, 0.5, 1.0])
+    assert list(table.columns) == ["model", "noise", "severity", "lam", "accuracy", "recon_error", "sparsity"]
+    assert len(table) == 2 * 2 * 3
+
+    best = best_lambda(table, train_lam=0.1)
+    assert len(best) == 4
+    for _, row in best.iterrows():
+        rows = table[(table.model == row.model) & (table.noise == row.noise) & (table.severity == row.severity)]
+        assert row.best_accuracy == rows.accuracy.max()
+        assert row.accuracy_train_lam == rows[rows.lam == 0.1].accuracy.item()
+        if row.model == "tiny":  # the smallest lambda of the best accuracy
+            assert row.best_lam == rows[rows.accuracy == rows.accuracy.max()].lam.min()
+        else:  # a model without lambda has no best lambda
+            assert math.isnan(row.best_lam)
+
+    averaged = severity_averaged(table, 0.1)
+    assert set(averaged.noise) == {"gaussian"} and len(averaged) == 2
+    assert (averaged.accuracy_tuned_lam >= averaged.accuracy_train_lam).all()
+
+
+def test_tidy_puts_labels_first():
+    frame = tidy([{"lam": 0.1, "accuracy": 50.0, "recon_error": 1.0, "sparsity": 0.5}], model="m", noise="shot", severity=2)
+    assert list(frame.columns) == ["model", "noise", "severity", "lam", "accuracy", "recon_error", "sparsity"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fit_recovers_a_known_line():
+    errors = np.array([0.1, 0.2, 0.3, 0.5])
+    slope, intercept, r2 = fit_lambda_vs_error(errors, 2.0 * errors + 0.05)
+    assert (slope, intercept, r2) == pytest.approx((2.0, 0.05, 1.0))
+    noisy = fit_lambda_vs_error(errors, 2.0 * errors + 0.05 + np.array([0.02, -0.02, 0.02, -0.02]))
+    assert noisy.slope == pytest.approx(2.0, abs=0.3) and 0.9 < noisy.r2 < 1.0
+    assert noisy.predict(np.array([0.0]))[0] == pytest.approx(noisy.intercept)
+    with pytest.raises(ValueError, match="two different errors"):
+        fit_lambda_vs_error([0.1, 0.1], [0.2, 0.3])
+
+
+# ---------------------------------------------------------------------------------------------
+# Adaptive lambda
+# ---------------------------------------------------------------------------------------------
+
+
+def half_noisy(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, LambdaFit]:
+    """16 images, the last 8 noisy, and a line that sends clean errors to 0.1, noisy ones to 1.0."""
+    x, y = two_colours(16, seed=2)
+    g = torch.Generator().manual_seed(3)
+    x[8:] = (x[8:] + 0.4 * torch.randn(x[8:].shape, generator=g)).clamp(0, 1)
+    with torch.no_grad():
+        model(x)
+    error = reconstruction_mse(model[1])
+    clean, noisy = error[:8].mean().item(), error[8:].mean().item()
+    slope = 0.9 / (noisy - clean)
+    return x, y, LambdaFit(slope, 0.1 - slope * clean, 1.0)
+
+
+def test_adaptive_runs_each_group_once_at_its_own_lambda(trained):
+    x, _, fit = half_noisy(trained)
+    grid = [0.1, 0.3, 0.6, 1.0]
+    adaptive = AdaptiveLambda(trained, fit, grid, train_lam=0.1)
+    with torch.no_grad(), batch_sizes(trained[1], trained[-1]) as (csc_calls, classifier_calls):
+        logits = adaptive(x)
+    lams = adaptive.last_lambdas
+    groups = lams.unique()
+    assert len(groups) >= 2 and set(groups.tolist()) <= set(grid)
+    assert lams[:8].mean() < lams[8:].mean()  # noisy images get the larger lambdas
+    # one probe that stops after the CSC layer, then one full pass per group: no per-sample loop
+    assert csc_calls[0] == 16 and len(classifier_calls) == len(groups) and sum(classifier_calls) == 16
+    for i in range(len(x)):  # each sample alone at its lambda gives the same logits
+        with torch.no_grad(), csc_lambda(trained, lams[i].item()):
+            alone = trained(x[i : i + 1])[0]
+        torch.testing.assert_close(logits[i], alone, rtol=1e-4, atol=1e-5)
+    assert trained[1].lam == 0.1
+
+
+def test_adaptive_per_batch_uses_one_lambda(trained):
+    x, _, fit = half_noisy(trained)
+    logits, lams = adaptive_predict(trained, x, fit, lambdas=[0.1, 0.3, 0.6, 1.0], train_lam=0.1, per="batch")
+    assert len(lams.unique()) == 1
+    with torch.no_grad(), csc_lambda(trained, lams[0].item()):
+        torch.testing.assert_close(logits, trained(x), rtol=1e-4, atol=1e-5)
+
+
+def test_adaptive_lambda_is_clipped_to_the_grid_and_refuses_training_mode(trained):
+    x, _ = two_colours(4)
+    always_large = LambdaFit(0.0, 50.0, 1.0)
+    _, lams = adaptive_predict(trained, x, always_large, lambdas=[0.1, 0.4], train_lam=0.1)
+    assert lams.tolist() == [0.4] * 4
+    with pytest.raises(RuntimeError, match="eval mode"):
+        AdaptiveLambda(trained, always_large, [0.1], 0.1).train()(x)
+    trained.eval()
+    with pytest.raises(ValueError, match="per must be"):
+        AdaptiveLambda(trained, always_large, [0.1], 0.1, per="pixel")
+
+
+def test_compare_adaptive_against_fixed_and_oracle(trained):
+    x, y, fit = half_noisy(trained)
+    conditions = {("clean", 0): [(x[:8], y[:8])], ("gaussian", 3): [(x[8:], y[8:])]}
+    grid = [0.1, 0.3, 0.6, 1.0]
+    result = compare_adaptive(trained, conditions, fit, grid, 0.1)
+    assert list(result.columns) == [
+        "noise", "severity", "fixed", "adaptive_sample", "adaptive_batch", "oracle", "lam_sample", "lam_batch", "oracle_lam"
+    ]
+    assert list(zip(result.noise, result.severity)) == [("clean", 0), ("gaussian", 3)]
+    assert (result.oracle >= result.fixed).all()
+    assert result.lam_batch.iloc[0] == pytest.approx(0.1) and result.lam_batch.iloc[1] > 0.1
+    # the same numbers from a sweep done beforehand
+    table = sweep({"tiny": trained}, conditions, grid)
+    again = compare_adaptive(trained, conditions, fit, grid, 0.1, table=table)
+    pd.testing.assert_frame_equal(result, again)
