@@ -27,8 +27,14 @@ $(STAMP): requirements.txt pyproject.toml
 repro: $(STAMP)
 	dvc repro
 
+# 1. unit tests, plus the whole pipeline on the real CIFAR mini set when ../shared/data exists;
+# 2. the pipeline at the default (quick) scale; 3. nbval re-executes its notebooks and compares
+#    the cells tagged nbval-check-output (rounded key results) with what the pipeline wrote.
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 test: $(STAMP)
 	$(PY) -m pytest
+	dvc repro
+	$(PY) -m pytest $(NBVAL) reports/quick/notebooks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -62,8 +62,9 @@ def train_config(params: dict[str, Any], run: str, dataset: str) -> TrainConfig:
     per_run = train.pop("per_run", {}) or {}
     model, shortcut = RUNS[run]
     data = params["data"]
-    values = {**train, **(per_run.get(run) or {}), "model": model, "shortcut": shortcut, "dataset": dataset,
-              "data_root": data["root"], "verify": data["verify"], "limit": data.get("limit")}
+    # Per-run values come last, so a run may also override the data limit (e.g. a cheaper -All run).
+    values = {**train, "data_root": data["root"], "verify": data["verify"], "limit": data.get("limit"),
+              **(per_run.get(run) or {}), "model": model, "shortcut": shortcut, "dataset": dataset}
     if run not in enabled:
         values["epochs"] = max(1, values.get("epochs", 1))  # still validated, never trained
     return TrainConfig.from_dict(values)

@@ -345,14 +345,17 @@ def plot_lambda_vs_error_fit(
 
 
 def plot_pgd_vs_lambda(table: pd.DataFrame) -> Figure:
-    """Robust accuracy against the test-time lambda: one panel per norm (column ``norm``, if
-    any), per model a solid white-box line, a dashed transfer line (when it differs) and a
-    dotted clean line. ``table``: rows of :func:`sdnet.attacks.pgd_vs_lambda` with ``model``
-    (optional) and ``norm`` columns added."""
-    norms = list(table["norm"].unique()) if "norm" in table.columns else [None]
-    fig, axes = plt.subplots(1, len(norms), figsize=(4.2 * len(norms), 3.2), squeeze=False, sharey=True)
-    for ax, norm in zip(axes[0], norms):
-        panel = table if norm is None else table[table["norm"] == norm]
+    """Robust accuracy against the test-time lambda: one panel per norm and eps (columns
+    ``norm`` and ``eps``, where present), per model a solid white-box line, a dashed transfer line
+    (when it differs) and a dotted clean line. ``table``: rows of
+    :func:`sdnet.attacks.pgd_vs_lambda` with ``model``, ``norm`` and ``eps`` columns added."""
+    by = [c for c in ("norm", "eps") if c in table.columns]
+    panels = list(table[by].drop_duplicates().itertuples(index=False, name=None)) if by else [()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False, sharey=True)
+    for ax, key in zip(axes[0], panels):
+        panel = table
+        for column, value in zip(by, key):
+            panel = panel[panel[column] == value]
         groups = panel.groupby("model") if "model" in panel.columns else [("", panel)]
         for (name, part), colour in zip(groups, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
             part = part.sort_values("lam")
@@ -361,7 +364,8 @@ def plot_pgd_vs_lambda(table: pd.DataFrame) -> Figure:
             if not np.allclose(part["transfer"], part["white_box"]):
                 ax.plot(part["lam"], part["transfer"], "s--", color=colour, label=f"{prefix}transfer")
             ax.plot(part["lam"], part["clean"], ":", color=colour, lw=1, label=f"{prefix}clean")
-        ax.set(title="PGD" if norm is None else f"PGD {norm}", xlabel="test-time lambda")
+        title = " ".join(f"eps {v:.3g}" if c == "eps" else str(v) for c, v in zip(by, key))
+        ax.set(title=f"PGD {title}".strip(), xlabel="test-time lambda")
     axes[0, 0].set_ylabel("accuracy (%)")
     axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
