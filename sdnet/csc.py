@@ -156,6 +156,7 @@ def power_iteration(
     *,
     max_iter: int = 50,
     tol: float = 1e-5,
+    batched_reads: bool | None = None,
 ) -> tuple[Tensor, Tensor, int]:
     """Largest eigenvalue of the symmetric PSD ``operator``, warm-started at ``v``.
 
@@ -170,10 +171,11 @@ def power_iteration(
     stopping point within a batch are discarded, so the result is exactly that of testing after
     every iteration, with at most ``log2(max_iter) + 1`` synchronisations instead of up to
     ``max_iter`` (one for a warm start that is already converged, two when it needs 3 or 4
-    iterations), at the price of fewer than twice the iterations.
+    iterations), at the price of fewer than twice the iterations. ``batched_reads`` forces one
+    way or the other (None: by device; the tests check on a CPU that both agree).
     """
     v = v / v.norm()
-    every_iteration = v.device.type == "cpu"
+    every_iteration = v.device.type == "cpu" if batched_reads is None else not batched_reads
     pending: list[tuple[Tensor, Tensor]] = []  # (estimate, vector) of iterations not tested yet
     previous: float | None = None  # the last estimate tested
     next_test = 1 if every_iteration else 2

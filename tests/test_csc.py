@@ -9,6 +9,7 @@ from torch import nn
 
 import reference_csc as ref
 from sdnet import CSCConv2d, csc_lambda
+from sdnet import csc
 from sdnet.csc import fista, synthesis_output_padding
 
 # Tiny problems: the dense matrix has (C_in*H*W) x (C_out*H'*W') entries.
@@ -73,6 +74,24 @@ def test_power_iteration_with_default_tolerance_approaches_from_below_and_warm_s
         layer(x)
     assert first < layer.lipschitz.item() <= exact * (1 + 1e-12)
     assert layer.lipschitz.item() > 0.999 * exact
+
+
+@pytest.mark.parametrize("max_iter,tol", [(50, 1e-5), (7, 1e-12), (200, 1e-9), (1, 1e-5)])
+def test_batched_host_reads_give_exactly_the_per_iteration_result(max_iter, tol):
+    # The GPU path reads the estimates back in batches (after iterations 2, 4, 8, ...) and must
+    # stop at the very iteration the per-iteration test (the CPU path) stops at.
+    layer, x = make_problem(8, 16, 3, 2, 1, (8, 8))
+    weight = layer.weight.detach()
+    op = layer.output_padding(x.shape[-2:])
+
+    def gram(u):
+        return csc.synthesize(csc.analyze(u, weight, 2, 1), weight, 2, 1, op)
+
+    v0 = torch.randn(1, 8, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    per_iteration = csc.power_iteration(gram, v0, max_iter=max_iter, tol=tol, batched_reads=False)
+    batched = csc.power_iteration(gram, v0, max_iter=max_iter, tol=tol, batched_reads=True)
+    assert batched[2] == per_iteration[2] and 1 <= batched[2] <= max_iter
+    assert torch.equal(batched[0], per_iteration[0]) and torch.equal(batched[1], per_iteration[1])
 
 
 @pytest.mark.parametrize("case", CASES)
