@@ -103,7 +103,7 @@ def run_training(run: str, profile: str | None = None) -> None:
             metrics = train(cfg, out)
         summary["datasets"][dataset] = metrics
         curves += [{"dataset": dataset, **row} for row in _read_csv(out / "history.csv")]
-    for sub, content in [("metrics", summary), ("curves", curves)]:
+    for sub in ("metrics", "curves"):
         (reports / sub).mkdir(parents=True, exist_ok=True)
     (reports / "metrics" / f"train_{run}.json").write_text(json.dumps(summary, indent=2) + "\n")
     _write_csv(curves, reports / "curves" / f"{run}.csv", fallback_header=["dataset", "epoch"])

@@ -11,6 +11,7 @@ from torch import nn
 
 from sdnet import CSCConv2d, csc_lambda
 from sdnet.models import Normalize
+from toy_problem import train, two_colours
 from sdnet.robustness import (
     AdaptiveLambda,
     LambdaFit,
@@ -26,16 +27,6 @@ from sdnet.robustness import (
 )
 
 
-def two_colours(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """An easy problem: textured reddish (class 0) vs bluish (class 1) 8x8 images in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 2
-    x = 0.3 + 0.2 * torch.rand(n, 3, 8, 8, generator=g)
-    x[y == 0, 0] += 0.4
-    x[y == 1, 2] += 0.4
-    return x.clamp(0, 1), y
-
-
 def tiny_sdnet(*, csc_layers: int = 1) -> nn.Sequential:
     """Normalise -> CSC -> BN (-> CSC -> BN) -> average pool -> linear: an SDNet in miniature."""
     torch.manual_seed(0)
@@ -43,18 +34,6 @@ def tiny_sdnet(*, csc_layers: int = 1) -> nn.Sequential:
     if csc_layers == 2:
         body += [CSCConv2d(8, 8, 3, padding=1, lam=0.1), nn.BatchNorm2d(8)]
     return nn.Sequential(Normalize((0.5,) * 3, (0.25,) * 3), *body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
-
-
-def train(model: nn.Module, steps: int = 30) -> nn.Module:
-    x, y = two_colours(128, seed=1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model.train()
-    for _ in range(steps):
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
