@@ -1,47 +1,45 @@
-"""PGD attacks against the test-time lambda, with torchattacks (``PGD`` and ``PGDL2``).
+"""Adversarial attacks against the test-time lambda, with torchattacks.
 
 The paper attacks SDNet-18 trained with lambda = 0.1 on the CIFAR-10 test set: at lambda 0.1 it
-is about as fragile as ResNet-18, and a larger test-time lambda raises its robust accuracy.
+is about as fragile as ResNet-18, and a larger test-time lambda raises its robust accuracy. An
+unrolled solver with a ReLU shrinkage is the kind of layer that can *mask* gradients (a flat or
+noisy loss surface that defeats gradient attacks without being robust), so a single attack is not
+evidence. Every lambda is attacked by several attacks (:data:`ATTACKS`), and the number that
+counts is the per-image worst case: an image is robust only if every attack fails on it.
 
-Settings (parameters of every function here; the defaults are the usual CIFAR-10 ones):
+- ``"pgd"``: torchattacks' ``PGD`` (L-inf) or ``PGDL2``: ``steps`` signed (L-inf) or normalised
+  (L2) gradient steps of the cross-entropy of size ``alpha`` (``alpha_fraction * eps``), projected
+  onto the eps-ball and [0, 1], from a random start in the ball;
+- ``"apgd-ce"``, ``"apgd-dlr"``: Auto-PGD (Croce & Hein 2020) on the cross-entropy and on the
+  difference-of-logits-ratio loss (invariant to the logits' scale, so a saturated softmax cannot
+  hide the gradient), ``steps`` iterations, ``restarts`` random restarts, step size set by the
+  attack itself;
+- ``"autoattack"``: AutoAttack's standard ensemble (APGD-CE, APGD-T, FAB-T, Square); much slower.
 
-- ``norm="Linf"``, ``eps = 8/255``; ``norm="L2"``, ``eps = 0.5`` (pixel values in [0, 1]);
-- ``steps = 10`` iterations of size ``alpha = eps / 4`` (2/255 for L-inf), each the signed
-  (L-inf) or normalised (L2) gradient of the cross-entropy, projected back onto the eps-ball
-  and the image range [0, 1];
-- a random start in the eps-ball, drawn from the global RNG under a fixed seed per batch
-  (``seed + batch index``) and without disturbing the caller's RNG state: every number is
-  reproducible, and two evaluations of the same batch start from the same point.
-
-Two threat models:
-
-- white-box: the gradients are taken at the lambda being evaluated (``attack_lam = lam``);
-- transfer: the examples are crafted at ``attack_lam`` (e.g. the training lambda) and evaluated
-  at ``lam``: what a defender who changes lambda after the attack would see.
-
-The model runs in eval mode throughout (BatchNorm uses its running statistics, and the attack
-does not update them); its previous mode is restored. The CSC layer's forward pass is
-differentiable with respect to its input (the unrolled FISTA steps), so the attack sees the same
-function the evaluation does. Models take images in [0, 1] and normalise inside, as torchattacks
-expects.
+Random starts are drawn under a fixed seed per batch (``seed + batch index``) without disturbing
+the caller's RNG: every number is reproducible. Two threat models at each test-time lambda:
+*white-box*, gradients taken at the lambda being evaluated; *transfer*, examples crafted at the
+training lambda (what a defender who turns lambda up after the attack would see). The model runs
+in eval mode throughout, in float32 (bf16 rounding could itself blunt the gradients); its previous
+mode is restored. Models take images in [0, 1] and normalise inside, as torchattacks expects.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
 from torch import Tensor, nn
 
-from sdnet.csc import csc_layers
-from sdnet.robustness import Batches, LayerChoice, at_lambda, evaluating, model_device, require_reiterable
+from sdnet.evaluate import Batches, LayerChoice, Tally, at_lambda, evaluating, has_lambda, model_device
 
 NORMS = ("Linf", "L2")
+ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")
 DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}
-DEFAULT_STEPS = 10
-DEFAULT_ALPHA_FRACTION = 0.25  # alpha = eps / 4 unless given
+WORST = "worst case"  # the attack name of the per-image worst case over the attacks run
 
 
 def _torchattacks() -> ModuleType:
@@ -54,24 +52,55 @@ def _torchattacks() -> ModuleType:
     return torchattacks
 
 
-def pgd(
-    model: nn.Module, *, norm: str = "Linf", eps: float | None = None, steps: int = DEFAULT_STEPS, alpha: float | None = None
-):
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack at one radius: ``kind`` (one of :data:`ATTACKS`), ``norm``, ``eps`` (pixel
+    values in [0, 1]), ``steps``, ``restarts`` (APGD's random restarts), ``alpha`` (PGD's step
+    size; default ``eps / 4``)."""
+
+    kind: str = "pgd"
+    norm: str = "Linf"
+    eps: float = DEFAULT_EPS["Linf"]
+    steps: int = 10
+    restarts: int = 1
+    alpha: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ATTACKS:
+            raise ValueError(f"kind must be one of {ATTACKS}, got {self.kind!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if not self.eps >= 0 or not (self.alpha is None or self.alpha >= 0):
+            raise ValueError(f"eps and alpha must be >= 0, got eps={self.eps}, alpha={self.alpha}")
+        for name in ("steps", "restarts"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    def build(self, model: nn.Module, num_classes: int, seed: int = 0):
+        """The torchattacks attack object for ``model``."""
+        ta = _torchattacks()
+        if self.kind == "pgd":
+            attack = ta.PGD if self.norm == "Linf" else ta.PGDL2
+            alpha = self.eps / 4 if self.alpha is None else self.alpha
+            return attack(model, eps=self.eps, alpha=alpha, steps=self.steps, random_start=True)
+        if self.kind.startswith("apgd"):
+            loss = self.kind.split("-")[1]
+            if loss == "dlr" and num_classes < 3:
+                raise ValueError("APGD-DLR needs at least 3 classes (its loss uses the three largest logits)")
+            return ta.APGD(model, norm=self.norm, eps=self.eps, steps=self.steps, n_restarts=self.restarts, seed=seed, loss=loss)
+        return ta.AutoAttack(model, norm=self.norm, eps=self.eps, version="standard", n_classes=num_classes, seed=seed)
+
+
+def pgd(model: nn.Module, *, norm: str = "Linf", eps: float | None = None, steps: int = 10, alpha: float | None = None):
     """A torchattacks PGD attack (``PGD`` for L-inf, ``PGDL2`` for L2) with a random start.
 
     ``eps`` defaults to 8/255 (L-inf) or 0.5 (L2), ``alpha`` to ``eps / 4``.
     """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    eps = DEFAULT_EPS[norm] if eps is None else float(eps)
-    alpha = DEFAULT_ALPHA_FRACTION * eps if alpha is None else float(alpha)
-    if eps < 0 or alpha < 0:
-        raise ValueError(f"eps and alpha must be >= 0, got eps={eps}, alpha={alpha}")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    ta = _torchattacks()
-    attack = ta.PGD if norm == "Linf" else ta.PGDL2
-    return attack(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    eps = DEFAULT_EPS.get(norm, 0.0) if eps is None else float(eps)
+    return AttackSpec("pgd", norm, eps, steps, alpha=alpha).build(model, num_classes=2)
 
 
 def adversarial_examples(
@@ -88,34 +117,17 @@ def adversarial_examples(
     device = x.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
+        if hasattr(attack, "seed"):  # APGD and AutoAttack seed the global RNG themselves
+            attack.seed = seed
         with evaluating(model), at_lambda(model, lam, layers):
             return attack(x, y)
 
 
 @torch.no_grad()
-def _correct(model: nn.Module, x: Tensor, y: Tensor, lam: float | None, layers: LayerChoice) -> int:
+def _correct(model: nn.Module, x: Tensor, y: Tensor, lam: float | None, layers: LayerChoice) -> Tensor:
+    """Per-image correctness (bool [N]) at ``lam``, in float32, on the device."""
     with at_lambda(model, lam, layers):
-        return (model(x).argmax(1) == y).sum().item()
-
-
-def clean_accuracy(
-    model: nn.Module,
-    batches: Batches,
-    *,
-    lam: float | None = None,
-    layers: LayerChoice = None,
-    device: str | torch.device | None = None,
-) -> float:
-    """Top-1 accuracy (%) on the unmodified batches at ``lam`` (``None``: the layers' own)."""
-    device = torch.device(device) if device is not None else model_device(model)
-    correct = n = 0
-    with evaluating(model):
-        for x, y in batches:
-            correct += _correct(model, x.to(device), y.to(device), lam, layers)
-            n += len(y)
-    if n == 0:
-        raise ValueError("no batches to evaluate")
-    return 100.0 * correct / n
+        return model(x).argmax(1) == y
 
 
 def robust_accuracy(
@@ -124,7 +136,7 @@ def robust_accuracy(
     *,
     norm: str = "Linf",
     eps: float | None = None,
-    steps: int = DEFAULT_STEPS,
+    steps: int = 10,
     alpha: float | None = None,
     lam: float | None = None,
     attack_lam: float | None = None,
@@ -140,16 +152,79 @@ def robust_accuracy(
     device = torch.device(device) if device is not None else model_device(model)
     attack = pgd(model, norm=norm, eps=eps, steps=steps, alpha=alpha)
     attack_lam = lam if attack_lam is None else attack_lam
-    correct = n = 0
+    tally = Tally(device)
     with evaluating(model):
         for i, (x, y) in enumerate(batches):
             x, y = x.to(device), y.to(device)
             adversarial = adversarial_examples(model, x, y, attack, lam=attack_lam, layers=layers, seed=seed + i)
-            correct += _correct(model, adversarial, y, lam, layers)
+            with torch.no_grad(), at_lambda(model, lam, layers):
+                tally.add(model(adversarial), y)
+    return tally.result()["top1"]
+
+
+def attack_vs_lambda(
+    model: nn.Module,
+    batches: Batches,
+    lambdas: Sequence[float],
+    attacks: Sequence[AttackSpec],
+    *,
+    train_lam: float,
+    num_classes: int,
+    layers: LayerChoice = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> list[dict[str, float | str]]:
+    """Clean, white-box and transfer robust accuracy (%) at every test-time lambda, per attack.
+
+    ``attacks`` share one ``norm`` and ``eps`` (the radius being evaluated). Rows: ``attack``
+    (an :class:`AttackSpec` kind, or :data:`WORST` for the per-image worst case over all of them),
+    ``lam``, ``clean``, ``white_box`` (gradients at ``lam``) and ``transfer`` (examples crafted at
+    ``train_lam``, evaluated at ``lam``; equal to ``white_box`` at ``lam = train_lam``). The
+    transfer examples are crafted once per batch and attack for all lambdas. A model without CSC
+    layers is attacked once, with ``lam`` NaN in its rows.
+    """
+    if len({(a.norm, a.eps) for a in attacks}) != 1:
+        raise ValueError("attack_vs_lambda: the attacks must share one norm and eps")
+    device = torch.device(device) if device is not None else model_device(model)
+    with_lambda = has_lambda(model)
+    grid = [float(lam) for lam in lambdas] if with_lambda else [None]
+    names = [a.kind for a in attacks] + ([WORST] if len(attacks) > 1 else [])
+    # Counts of correct images, on the device: [lambda, attack (+ worst), (white_box, transfer)].
+    robust = torch.zeros(len(grid), len(names), 2, dtype=torch.int64, device=device)
+    clean = torch.zeros(len(grid), dtype=torch.int64, device=device)
+    n = 0
+    built = [spec.build(model, num_classes, seed) for spec in attacks]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"{'/'.join(names[: len(attacks)])} {attacks[0].norm} eps {attacks[0].eps:.4g}", leave=False)
+    with evaluating(model):
+        for i, (x, y) in enumerate(batches):
+            x, y = x.to(device), y.to(device)
+            craft = dict(layers=layers, seed=seed + i)  # the same random start for every lambda
+            transfer = [adversarial_examples(model, x, y, a, lam=train_lam if with_lambda else None, **craft) for a in built]
+            for g, lam in enumerate(grid):
+                same = lam is None or math.isclose(lam, train_lam)
+                white = transfer if same else [adversarial_examples(model, x, y, a, lam=lam, **craft) for a in built]
+                clean[g] += _correct(model, x, y, lam, layers).sum()
+                survived = torch.ones(2, len(y), dtype=torch.bool, device=device)  # white-box, transfer
+                for k in range(len(built)):
+                    hits = torch.stack([_correct(model, white[k], y, lam, layers), _correct(model, transfer[k], y, lam, layers)])
+                    robust[g, k] += hits.sum(1)
+                    survived &= hits
+                if len(attacks) > 1:
+                    robust[g, -1] += survived.sum(1)
             n += len(y)
     if n == 0:
         raise ValueError("no batches to attack")
-    return 100.0 * correct / n
+    clean_pct, robust_pct = (100.0 * clean.double() / n).tolist(), (100.0 * robust.double() / n).tolist()  # one host read each
+    return [
+        {"attack": name, "lam": float("nan") if lam is None else lam, "clean": clean_pct[g],
+         "white_box": robust_pct[g][k][0], "transfer": robust_pct[g][k][1]}
+        for g, lam in enumerate(grid)
+        for k, name in enumerate(names)
+    ]
 
 
 def pgd_vs_lambda(
@@ -160,47 +235,20 @@ def pgd_vs_lambda(
     train_lam: float,
     norm: str = "Linf",
     eps: float | None = None,
-    steps: int = DEFAULT_STEPS,
+    steps: int = 10,
     alpha: float | None = None,
     layers: LayerChoice = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> list[dict[str, float]]:
-    """Clean, white-box and transfer robust accuracy (%) at every test-time lambda.
+    """:func:`attack_vs_lambda` with PGD alone: rows ``lam, clean, white_box, transfer``.
 
-    Rows: ``lam, clean, white_box, transfer``. ``white_box`` attacks at ``lam``; ``transfer``
-    evaluates at ``lam`` the examples crafted at ``train_lam`` (equal to ``white_box`` at
-    ``lam = train_lam``). Each number equals the matching :func:`clean_accuracy` /
-    :func:`robust_accuracy` call, but the transfer examples are crafted once per batch for all
-    lambdas. A model without CSC layers is attacked once and its numbers repeated for every lambda.
+    A model without CSC layers is attacked once and its row repeated for every lambda.
     """
-    require_reiterable(batches)
-    device = torch.device(device) if device is not None else model_device(model)
-    attack = pgd(model, norm=norm, eps=eps, steps=steps, alpha=alpha)
-    has_lambda = bool(csc_layers(model))
-    grid = [float(lam) for lam in lambdas] if has_lambda else [None]
-    counts = {lam: {"clean": 0, "white_box": 0, "transfer": 0} for lam in grid}
-    n = 0
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc=f"PGD {norm}")
-    with evaluating(model):
-        for i, (x, y) in enumerate(batches):
-            x, y = x.to(device), y.to(device)
-            craft = dict(layers=layers, seed=seed + i)  # same seed as robust_accuracy on this batch
-            transfer = adversarial_examples(model, x, y, attack, lam=train_lam if has_lambda else None, **craft)
-            for lam in grid:
-                same = lam is None or math.isclose(lam, train_lam)
-                white = transfer if same else adversarial_examples(model, x, y, attack, lam=lam, **craft)
-                counts[lam]["clean"] += _correct(model, x, y, lam, layers)
-                counts[lam]["white_box"] += _correct(model, white, y, lam, layers)
-                counts[lam]["transfer"] += _correct(model, transfer, y, lam, layers)
-            n += len(y)
-    if n == 0:
-        raise ValueError("no batches to attack")
-    rows = [{"lam": lam, **{k: 100.0 * v / n for k, v in counts[lam].items()}} for lam in grid]
-    if not has_lambda:  # a ResNet has no lambda: one evaluation, repeated to line up with SDNet
+    spec = AttackSpec("pgd", norm, DEFAULT_EPS.get(norm, 0.0) if eps is None else float(eps), steps, alpha=alpha)
+    rows = attack_vs_lambda(model, batches, lambdas, [spec], train_lam=train_lam, num_classes=2, layers=layers, seed=seed, device=device, progress=progress)
+    rows = [{k: v for k, v in row.items() if k != "attack"} for row in rows]
+    if not has_lambda(model):  # a ResNet has no lambda: one evaluation, repeated to line up with SDNet
         rows = [{**rows[0], "lam": float(lam)} for lam in lambdas]
     return rows

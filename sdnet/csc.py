@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -149,6 +150,16 @@ def fista(
     return z
 
 
+class PowerIteration(NamedTuple):
+    """The result of :func:`power_iteration`: the estimate ``L`` (a 0-d tensor on the vector's
+    device), the vector ``v``, the number of ``iterations`` run and ``L`` as a host number."""
+
+    L: Tensor
+    v: Tensor
+    iterations: int
+    value: float
+
+
 @torch.no_grad()
 def power_iteration(
     operator: Callable[[Tensor], Tensor],
@@ -156,14 +167,17 @@ def power_iteration(
     *,
     max_iter: int = 50,
     tol: float = 1e-5,
+    previous: float | None = None,
     batched_reads: bool | None = None,
-) -> tuple[Tensor, Tensor, int]:
+) -> PowerIteration:
     """Largest eigenvalue of the symmetric PSD ``operator``, warm-started at ``v``.
 
-    Returns ``(L, v, iterations)``; ``L`` stays a 0-d tensor on ``v``'s device. Iteration ``i``
+    Returns ``(L, v, iterations, value)`` (:class:`PowerIteration`). Iteration ``i``
     computes ``u = operator(v)``, the estimate ``L_i = ||u||`` and the next vector ``v = u / L_i``;
-    the loop stops after the first ``i >= 2`` with ``|L_i - L_{i-1}| <= tol * L_i``, or after
-    ``max_iter`` iterations.
+    the loop stops after the first ``i`` with ``|L_i - L_{i-1}| <= tol * L_i``, or after
+    ``max_iter`` iterations. ``L_0`` is ``previous``, the estimate that ended the call ``v`` comes
+    from (a warm start): when the operator has barely changed since, one iteration confirms it.
+    Without ``previous`` (a cold start) at least two iterations are run.
 
     Testing that rule needs the estimates on the host. On a CPU reading a number is free and the
     rule is tested after every iteration. On a GPU a read waits for all queued work, so the
@@ -177,8 +191,8 @@ def power_iteration(
     v = v / v.norm()
     every_iteration = v.device.type == "cpu" if batched_reads is None else not batched_reads
     pending: list[tuple[Tensor, Tensor]] = []  # (estimate, vector) of iterations not tested yet
-    previous: float | None = None  # the last estimate tested
-    next_test = 1 if every_iteration else 2
+    # `previous`: the last estimate tested
+    next_test = 1 if every_iteration or previous is not None else 2
     for it in range(1, max_iter + 1):
         u = operator(v)
         estimate = u.norm()
@@ -189,11 +203,11 @@ def power_iteration(
         values = torch.stack([e for e, _ in pending]).tolist()  # the one host read of this batch
         for i, value, (estimate_i, v_i) in zip(range(it - len(pending) + 1, it + 1), values, pending):
             if previous is not None and abs(value - previous) <= tol * value:
-                return estimate_i, v_i, i
+                return PowerIteration(estimate_i, v_i, i, value)
             previous = value
         pending.clear()
         next_test = it + 1 if every_iteration else 2 * it
-    return estimate, v, max_iter
+    return PowerIteration(estimate, v, max_iter, previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +265,8 @@ class CSCConv2d(nn.Module):
         self.register_buffer("power_vector", None, persistent=False)
         self.register_buffer("step_size", None, persistent=False)
         self.power_iterations: int | None = None  # taken by the last refresh (a diagnostic)
+        self._last_estimate: float | None = None  # the last L, the next warm start's L_0
+        self._refreshed_for: tuple | None = None  # (weight version, storage, input size) of the last refresh
         self._last: tuple[Tensor, Tensor, Tensor, int] | None = None
 
     # -- hyper-parameters, validated so a bad value fails where it is set ----------------------
@@ -288,28 +304,65 @@ class CSCConv2d(nn.Module):
     @torch.compiler.disable
     @torch.no_grad()
     def refresh_step_size(self, input_size: tuple[int, int]) -> Tensor:
-        """Normalise the atoms and re-estimate ``L = ||A||^2`` at ``input_size``; returns ``t``."""
+        """Normalise the atoms and re-estimate ``L = ||A||^2`` at ``input_size``; returns ``t``.
+
+        ``t`` is a function of the dictionary and the input size only, so a call that finds both
+        unchanged since the last refresh (every evaluation batch after the first, a second forward
+        before an optimiser step) returns the same ``t`` without iterating. "Unchanged" is what
+        autograd's version counter says: optimiser steps, ``load_state_dict`` and in-place edits
+        under ``torch.no_grad()`` all count; an edit through ``weight.data`` does not (call
+        :meth:`forget_step_size` after one).
+        """
+        key = (self.weight._version, self.weight.data_ptr(), tuple(input_size))
+        if self.step_size is not None and key == self._refreshed_for:
+            self.power_iterations = 0
+            return self.step_size
         self.normalize_atoms()
         with torch.autocast(self.weight.device.type, enabled=False):
             # float32 at least (also under autocast and for half-precision weights), float64 kept.
             weight = self.weight.to(torch.promote_types(self.weight.dtype, torch.float32))
             op = self.output_padding(input_size)
             shape = (1, self.in_channels, *input_size)
-            v = self.power_vector
+            v, previous = self.power_vector, self._last_estimate
             if v is None or v.shape != shape or v.device != weight.device or v.dtype != weight.dtype:
                 # Cold start from a fixed seed: deterministic, and it leaves the global RNG alone.
                 g = torch.Generator().manual_seed(0)
-                v = torch.randn(shape, generator=g, dtype=weight.dtype).to(weight.device)
+                v, previous = torch.randn(shape, generator=g, dtype=weight.dtype).to(weight.device), None
 
             # L is the top eigenvalue of A A^T (same non-zero spectrum as A^T A), iterated in the
             # input space of the layer.
             def gram(u: Tensor) -> Tensor:
                 return synthesize(analyze(u, weight, self.stride, self.padding), weight, self.stride, self.padding, op)
 
-            lipschitz, v, self.power_iterations = power_iteration(gram, v, max_iter=self.power_max_iter, tol=self.power_tol)
-            self.power_vector = v
-            self.step_size = STEP_SCALE / lipschitz
+            result = power_iteration(gram, v, max_iter=self.power_max_iter, tol=self.power_tol, previous=previous)
+            self.power_vector, self.power_iterations, self._last_estimate = result.v, result.iterations, result.value
+            self.step_size = STEP_SCALE / result.L
+        self._refreshed_for = key
         return self.step_size
+
+    def forget_step_size(self) -> None:
+        """Make the next forward re-estimate ``t`` (after editing the dictionary through ``.data``)."""
+        self._refreshed_for = None
+
+    def solver_state(self) -> dict[str, Any]:
+        """What the step-size refresh carries from one call to the next (not in ``state_dict``):
+        the warm-start vector, the last estimate of ``L``, the step size and the input size it is
+        valid for. Saved with a checkpoint, it makes a resumed run continue exactly."""
+        return {
+            "vector": None if self.power_vector is None else self.power_vector.detach().cpu(),
+            "estimate": self._last_estimate,
+            "step_size": None if self.step_size is None else self.step_size.detach().cpu(),
+            "input_size": None if self._refreshed_for is None else list(self._refreshed_for[2]),
+        }
+
+    def load_solver_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`solver_state` (after the dictionary itself has been loaded)."""
+        dtype = torch.promote_types(self.weight.dtype, torch.float32)
+        self.power_vector = None if state["vector"] is None else state["vector"].to(self.weight.device, dtype)
+        self._last_estimate = state["estimate"]
+        self.step_size = None if state["step_size"] is None else state["step_size"].to(self.weight.device, dtype)
+        size = state["input_size"]
+        self._refreshed_for = None if size is None or self.step_size is None else (self.weight._version, self.weight.data_ptr(), tuple(size))
 
     @property
     def lipschitz(self) -> Tensor | None:
@@ -351,9 +404,14 @@ class CSCConv2d(nn.Module):
     @torch.no_grad()
     def reconstruction_error(self) -> Tensor:
         """Per-sample squared reconstruction error ``||x - A z||^2`` of the last batch, shape [N]."""
-        x, _, _ = self._last_batch()
-        r = x.float() - self.reconstruction().float()
-        return r.pow(2).flatten(1).sum(1)
+        return reconstruction_error(self._last_batch()[0], self.reconstruction())
+
+    @property
+    @torch.no_grad()
+    def reconstruction_mse(self) -> Tensor:
+        """Per-sample ``||x - A z||^2 / numel(x)`` of the last batch, shape [N]: the error per input
+        value, comparable across input sizes (what the robustness chapter fits lambda against)."""
+        return reconstruction_error(self._last_batch()[0], self.reconstruction(), "mean")
 
     @property
     @torch.no_grad()
@@ -362,10 +420,52 @@ class CSCConv2d(nn.Module):
         _, z, _ = self._last_batch()
         return (z == 0).flatten(1).float().mean(1)
 
-    @property
-    def last_code(self) -> Tensor:
-        """The code ``z`` of the last batch (detached)."""
-        return self._last_batch()[1]
+    @torch.no_grad()
+    def objective(self) -> Tensor:
+        """Per-sample CSC objective (:func:`objective`) of the last batch's code, shape [N]."""
+        x, z, weight = self._last_batch()
+        return objective(x, z, weight, lam=self.lam, mu=self.mu, stride=self.stride, padding=self.padding)
+
+
+# ---------------------------------------------------------------------------------------------
+# The quantities the layer trades off (one definition each)
+# ---------------------------------------------------------------------------------------------
+
+REDUCTIONS = ("sum", "mean", "relative")
+
+
+def reconstruction_error(x: Tensor, x_hat: Tensor, reduction: str = "sum") -> Tensor:
+    """Per-sample reconstruction error of ``x_hat`` against ``x`` (both ``[N, ...]``), shape [N].
+
+    ``"sum"``: ``||x - x_hat||^2`` (the data term of the CSC objective, times 2); ``"mean"``: the
+    same divided by the number of values of one sample; ``"relative"``: divided by ``||x||^2``.
+    Computed in float32 at least, whatever the inputs' precision.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    dtype = torch.promote_types(torch.promote_types(x.dtype, x_hat.dtype), torch.float32)
+    x = x.to(dtype)
+    error = (x - x_hat.to(dtype)).pow(2).flatten(1).sum(1)
+    if reduction == "mean":
+        return error / x[0].numel()
+    if reduction == "relative":
+        return error / x.pow(2).flatten(1).sum(1).clamp_min(torch.finfo(dtype).tiny)
+    return error
+
+
+def objective(x: Tensor, z: Tensor, weight: Tensor, *, lam: float, mu: float = 0.0, stride=1, padding=0) -> Tensor:
+    """Per-sample CSC objective ``lam*||z||_1 + mu/2*||z||^2 + 1/2*||x - A(z)||^2``, shape [N].
+
+    The function :func:`fista` decreases; ``A`` is the dictionary ``weight`` (atoms as they are:
+    the layer normalises them before each forward pass). Differentiable, so it can also serve as
+    an unsupervised loss for learning a dictionary.
+    """
+    op = synthesis_output_padding((x.shape[-2], x.shape[-1]), _pair(weight.shape[-2:]), _pair(stride), _pair(padding))
+    x_hat = synthesize(z.to(weight.dtype), weight, stride, padding, op)
+    sparsity_term = lam * z.abs().flatten(1).sum(1)
+    if mu:
+        sparsity_term = sparsity_term + mu / 2 * z.pow(2).flatten(1).sum(1)
+    return sparsity_term + 0.5 * reconstruction_error(x, x_hat)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,24 +478,35 @@ def csc_layers(model: nn.Module) -> list[tuple[str, CSCConv2d]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, CSCConv2d)]
 
 
-@contextlib.contextmanager
-def csc_lambda(model: nn.Module, lam: float, layers: Callable[[str, CSCConv2d], bool] | list[str] | None = None) -> Iterator[nn.Module]:
-    """Temporarily set ``lam`` of the CSC layers of ``model`` (all, or the chosen ones).
+LayerChoice = Callable[[str, CSCConv2d], bool] | list[str] | tuple[str, ...] | set[str] | None
 
-    ``layers`` is ``None`` (every CSC layer), a list of qualified module names, or a predicate
-    ``(name, layer) -> bool``. The previous values are restored on exit, also on exceptions::
+
+def select_layers(model: nn.Module, layers: LayerChoice = None) -> list[tuple[str, CSCConv2d]]:
+    """The CSC layers of ``model`` that ``layers`` chooses, in order of definition.
+
+    ``layers`` is ``None`` (every CSC layer), a collection of qualified module names (each must
+    be a CSC layer of the model), or a predicate ``(name, layer) -> bool``.
+    """
+    found = csc_layers(model)
+    if layers is None:
+        return found
+    if callable(layers):
+        return [(n, m) for n, m in found if layers(n, m)]
+    unknown = set(layers) - {n for n, _ in found}
+    if unknown:
+        raise ValueError(f"not CSC layers of this model: {sorted(unknown)}")
+    return [(n, m) for n, m in found if n in layers]
+
+
+@contextlib.contextmanager
+def csc_lambda(model: nn.Module, lam: float, layers: LayerChoice = None) -> Iterator[nn.Module]:
+    """Temporarily set ``lam`` of the CSC layers of ``model`` (all, or those :func:`select_layers`
+    chooses). The previous values are restored on exit, also on exceptions::
 
         with sdnet.csc_lambda(model, 0.5):
             accuracy = evaluate(model, noisy_loader)
     """
-    chosen = csc_layers(model)
-    if isinstance(layers, (list, tuple, set)):
-        unknown = set(layers) - {n for n, _ in chosen}
-        if unknown:
-            raise ValueError(f"not CSC layers of this model: {sorted(unknown)}")
-        chosen = [(n, m) for n, m in chosen if n in layers]
-    elif callable(layers):
-        chosen = [(n, m) for n, m in chosen if layers(n, m)]
+    chosen = select_layers(model, layers)
     if not chosen:
         raise ValueError("csc_lambda: the model has no (chosen) CSC layer")
     saved = [(m, m.lam) for _, m in chosen]

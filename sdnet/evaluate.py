@@ -1,8 +1,16 @@
-"""Evaluation: top-1/top-5, throughput, accuracy against test-time lambda.
+"""Evaluation: the one loop that turns a model and batches into numbers.
 
-    python -m sdnet.evaluate --checkpoint reports/quick/sdnet18/checkpoint.pt --lambdas 0.1 0.2 0.5
+    python -m sdnet.evaluate --checkpoint reports/quick/models/sdnet18/synthetic/checkpoint.pt --lambdas 0.1 0.5 1.0
 
-Accuracy is accumulated on the device and read back once per evaluation (no per-batch host sync).
+Everything that measures accuracy in this package goes through :class:`Tally` (sums kept on the
+device, read back once) and :func:`evaluate` (one pass over the batches in eval mode, on the
+device's fast path: bf16 autocast and channels_last on CUDA, as in training; float32 on a CPU).
+:func:`lambda_sweep` repeats it at several test-time lambdas, and :func:`at_lambda` is the one
+place that knows a model without CSC layers (a ResNet baseline) has no lambda to set.
+
+A *probe* names one CSC layer whose per-sample reconstruction error (per input value,
+``CSCConv2d.reconstruction_mse``) and code sparsity are averaged alongside the accuracy: the
+quantities the robustness chapter relates to the best lambda.
 """
 
 from __future__ import annotations
@@ -10,15 +18,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import time
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sdnet.csc import csc_lambda, csc_layers
+from sdnet.config import ConfigError, command_line
+from sdnet.csc import CSCConv2d, LayerChoice, csc_lambda, csc_layers, select_layers
+
+Batches = Iterable[tuple[Tensor, Tensor]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Device and precision
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else the CPU; asking for CUDA without one is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available here: use device: cpu (or auto)")
+    return device
 
 
 def autocast_for(device: torch.device, bf16: bool | None) -> contextlib.AbstractContextManager:
@@ -27,134 +53,176 @@ def autocast_for(device: torch.device, bf16: bool | None) -> contextlib.Abstract
     return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available; use device: cpu or auto")
-    return device
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (CPU for a model without parameters)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (frozen BatchNorm statistics) for the block, then the previous mode again."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------------------------
+# Test-time lambda, for models with and without CSC layers
+# ---------------------------------------------------------------------------------------------
+
+
+def has_lambda(model: nn.Module) -> bool:
+    """Whether the model has CSC layers, i.e. a lambda to change at test time."""
+    return bool(csc_layers(model))
+
+
+def at_lambda(model: nn.Module, lam: float | None, layers: LayerChoice = None) -> contextlib.AbstractContextManager:
+    """``csc_lambda(model, lam, layers)``, or nothing for ``lam=None`` or a model without CSC
+    layers: a ResNet has no lambda, so one table can hold both kinds of model."""
+    if lam is None or not has_lambda(model):
+        return contextlib.nullcontext(model)
+    return csc_lambda(model, float(lam), layers)
+
+
+def probe_layer(model: nn.Module, probe: str | bool | None, layers: LayerChoice = None) -> CSCConv2d | None:
+    """The CSC layer a probe names: ``True`` the first of the layers ``layers`` chooses (the
+    layers a test-time lambda goes to; all by default), a string a qualified module name,
+    ``None``/``False`` none. A model without CSC layers has nothing to probe: None."""
+    if not probe or not has_lambda(model):
+        return None
+    if probe is True:
+        chosen = select_layers(model, layers)
+        if not chosen:
+            raise ValueError("`layers` chooses no CSC layer of this model")
+        return chosen[0][1]
+    named = dict(csc_layers(model))
+    if probe not in named:
+        raise ValueError(f"probe {probe!r} is not a CSC layer of this model; its CSC layers: {sorted(named)}")
+    return named[probe]
+
+
+# ---------------------------------------------------------------------------------------------
+# The tally and the loop
+# ---------------------------------------------------------------------------------------------
+
+
+class Tally:
+    """Running sums of an evaluation, kept on the device and read back once.
+
+    ``add(logits, labels)`` after each batch; :meth:`result` returns ``top1``, ``top5`` (in %),
+    ``loss`` (mean cross-entropy), ``n`` and, with a ``probe`` layer, ``recon_error`` (mean of its
+    per-sample ``reconstruction_mse``) and ``sparsity`` (mean fraction of zero code entries) of
+    the batches it saw (call ``add`` right after the forward pass whose statistics count).
+    """
+
+    FIELDS = ("top1", "top5", "loss", "n", "recon_error", "sparsity")
+
+    def __init__(self, device: torch.device | str, probe: CSCConv2d | None = None) -> None:
+        self.probe = probe
+        self.sums = torch.zeros(len(self.FIELDS), dtype=torch.float64, device=device)
+
+    @torch.no_grad()
+    def add(self, logits: Tensor, labels: Tensor) -> None:
+        logits = logits.float()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top5 == labels[:, None]
+        n = torch.tensor(len(labels), device=logits.device)
+        if self.probe is not None:
+            error, zeros = self.probe.reconstruction_mse.sum(), self.probe.sparsity.sum()
+        else:
+            error = zeros = torch.zeros((), device=logits.device)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        self.sums += torch.stack([hits[:, 0].sum(), hits.any(1).sum(), loss, n, error, zeros]).double()
+
+    def result(self) -> dict[str, float]:
+        values = dict(zip(self.FIELDS, self.sums.tolist()))  # the one host read
+        n = values["n"]
+        if n == 0:
+            raise ValueError("evaluate: no batches")
+        out = {"top1": 100 * values["top1"] / n, "top5": 100 * values["top5"] / n, "loss": values["loss"] / n, "n": int(n)}
+        if self.probe is not None:
+            out.update(recon_error=values["recon_error"] / n, sparsity=values["sparsity"] / n)
+        return out
+
+
+def _require_reiterable(batches: Batches) -> None:
+    """A sweep reads the batches once per point: a generator would be empty after the first."""
+    if iter(batches) is batches:
+        raise TypeError("batches must be re-iterable (a list of (images, labels) or a loader), not a one-shot iterator")
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    batches: Iterable[tuple[Tensor, Tensor]],
+    batches: Batches,
     *,
+    lam: float | None = None,
+    layers: LayerChoice = None,
+    probe: str | bool | None = None,
     device: str | torch.device | None = None,
     bf16: bool | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
+    distributed: bool = False,
 ) -> dict[str, float]:
-    """Top-1 / top-5 accuracy (in %) and mean cross-entropy of ``model`` over ``batches``.
+    """Top-1 / top-5 accuracy (%), mean cross-entropy and ``n`` of ``model`` over ``batches``.
 
-    Works in eval mode (BatchNorm statistics frozen) and restores the previous mode. Under
-    DistributedDataParallel-style sharded batches, call :func:`all_reduce_metrics` on the sums.
+    ``lam`` sets the test-time lambda of the CSC layers ``layers`` chooses (``lam=None``: leave
+    them as they are); ``probe`` adds the mean reconstruction error and sparsity of one CSC layer
+    (see :func:`probe_layer`). Runs in eval mode and restores the previous mode. ``bf16`` and
+    ``channels_last`` default to the device's fast path (on for CUDA, off on a CPU).
+    ``distributed``: each process evaluated its own shard; the sums are added across processes
+    before the read (every process gets the result over all shards).
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # correct@1, correct@5, loss, n
-    try:
+    device = torch.device(device) if device is not None else model_device(model)
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    tally = Tally(device, probe_layer(model, probe, layers))
+    with evaluating(model), at_lambda(model, lam, layers):
         for x, y in batches:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast_for(device, bf16):
                 logits = model(x)
-            logits = logits.float()
-            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            hits = top5 == y[:, None]
-            sums += torch.stack([hits[:, 0].sum(), hits.any(1).sum(), F.cross_entropy(logits, y, reduction="sum"), torch.tensor(len(y), device=device)]).double()
-    finally:
-        model.train(was_training)
-    return metrics_from_sums(sums)
+            tally.add(logits, y)
+    if distributed:
+        torch.distributed.all_reduce(tally.sums)
+    return tally.result()
 
 
-def metrics_from_sums(sums: Tensor) -> dict[str, float]:
-    top1, top5, loss, n = sums.tolist()
-    if n == 0:
-        raise ValueError("evaluate: no batches")
-    return {"top1": 100 * top1 / n, "top5": 100 * top5 / n, "loss": loss / n, "n": int(n)}
+def lambda_sweep(model: nn.Module, batches: Batches, lambdas: Sequence[float], **options) -> list[dict[str, float]]:
+    """:func:`evaluate` at each test-time lambda: one row per lambda, with its ``lam``.
 
-
-def lambda_sweep(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], lambdas: Sequence[float], **kwargs) -> list[dict[str, float]]:
-    """Accuracy at each test-time lambda (all CSC layers set to it), one row per lambda.
-
-    A model without CSC layers (a ResNet baseline) is evaluated once; its accuracy is repeated.
+    ``options`` go to :func:`evaluate` (``layers``, ``probe``, ``device``, ...). A model without
+    CSC layers has no lambda: it is evaluated once and the row repeated for every lambda, so that
+    its table lines up with an SDNet's.
     """
-    if not csc_layers(model):
-        row = evaluate(model, batches, **kwargs)
+    _require_reiterable(batches)
+    if not has_lambda(model):
+        row = evaluate(model, batches, **options)
         return [{"lam": float(lam), **row} for lam in lambdas]
-    rows = []
-    for lam in lambdas:
-        with csc_lambda(model, float(lam)):
-            rows.append({"lam": float(lam), **evaluate(model, batches, **kwargs)})
-    return rows
+    return [{"lam": float(lam), **evaluate(model, batches, lam=lam, **options)} for lam in lambdas]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
 
 
-def throughput(
-    model: nn.Module,
-    *,
-    batch_size: int = 128,
-    image_size: int = 32,
-    num_classes: int = 10,
-    train: bool = True,
-    steps: int = 20,
-    warmup: int = 5,
-    device: str | torch.device = "cpu",
-    bf16: bool | None = None,
-    channels_last: bool | None = None,
-) -> float:
-    """Images per second of a training step (forward, loss, backward, SGD step) or an eval step.
-
-    Synthetic inputs of the given size; warm-up steps excluded; the device is synchronised before
-    the clock is read (on CUDA, events would give the same within noise for these step sizes).
-    """
-    device = torch.device(device)
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=fmt)
-    x = torch.rand(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, num_classes, (batch_size,), device=device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    model.train(train)
-
-    def step() -> None:
-        if train:
-            with autocast_for(device, bf16):
-                loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        else:
-            with torch.no_grad(), autocast_for(device, bf16):
-                model(x)
-
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return steps * batch_size / (time.perf_counter() - start)
-
-
+@command_line
 def main(argv: list[str] | None = None) -> None:
-    from sdnet.checkpoint import load_model
+    from sdnet.checkpoint import CheckpointError, load_model
     from sdnet.data import DeviceLoader, load_dataset
+    from sdnet.study import json_ready
 
     p = argparse.ArgumentParser(description="Evaluate a trained sdnet checkpoint (top-1/top-5, optionally per test-time lambda).")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset", help="default: the dataset the checkpoint was trained on")
     p.add_argument("--data-root", default=None)
     p.add_argument("--no-verify", action="store_true", help="accept non-official copies of the dataset files")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="a class-balanced subset of the test set")
     p.add_argument("--lambdas", type=float, nargs="*", default=None)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
@@ -164,15 +232,25 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     model, ckpt = load_model(args.checkpoint, device)
     cfg = ckpt["config"]
-    _, test = load_dataset(args.dataset or cfg["dataset"], args.data_root or cfg["data_root"], verify=not args.no_verify and cfg["verify"], seed=cfg["seed"], limit=args.limit or cfg["limit"])
+    _, test = load_dataset(args.dataset or cfg["dataset"], args.data_root or cfg["data_root"], verify=not args.no_verify and cfg["verify"], limit=args.limit or cfg["limit"])
+    classes = ckpt["arch"]["num_classes"]
+    if len(test.classes) != classes:
+        raise CheckpointError(
+            f"{args.checkpoint} classifies {classes} classes ({cfg['dataset']}), {test.name} has {len(test.classes)}: "
+            "evaluate it on the dataset it was trained on"
+        )
     batches = list(DeviceLoader(test, args.batch_size, train=False, device=device))
-    result = {"checkpoint": str(args.checkpoint), "dataset": test.name, **evaluate(model, batches)}
+    finished = ckpt["epoch"] == cfg["epochs"]
+    result = {"checkpoint": str(args.checkpoint), "epoch": ckpt["epoch"], "epochs": cfg["epochs"], "finished": finished, "dataset": test.name, **evaluate(model, batches)}
+    if not finished:
+        print(f"note: {args.checkpoint} is from epoch {ckpt['epoch']} of {cfg['epochs']}: training did not finish", file=sys.stderr)
     if args.lambdas:
         result["lambda_sweep"] = lambda_sweep(model, batches, args.lambdas)
-    print(json.dumps(result, indent=2))
+    text = json.dumps(json_ready(result), indent=2, allow_nan=False)
+    print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(text + "\n")
 
 
 if __name__ == "__main__":

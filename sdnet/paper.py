@@ -42,10 +42,6 @@ NOISE_ROBUSTNESS: dict[str, dict[str, float]] = {
     "sdnet18": {"gaussian": 50.58, "shot": 63.29, "speckle": 67.11, "impulse": 54.13},
 }
 
-# The authors' test-time lambda grid (14 values, 0.1..1.4).
-LAMBDA_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 15))
-
-
 def published_top1(dataset: str, model: str) -> float | None:
     """The paper's top-1 for a (dataset, model) pair, or None where it published none.
 

@@ -1,4 +1,4 @@
-"""PGD against the test-time lambda, on a tiny SDNet trained inside the test."""
+"""Attacks against the test-time lambda, on a tiny SDNet trained inside the test."""
 
 import contextlib
 
@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from sdnet import CSCConv2d
-from sdnet.attacks import adversarial_examples, clean_accuracy, pgd, pgd_vs_lambda, robust_accuracy
+from sdnet.attacks import adversarial_examples, pgd, pgd_vs_lambda, robust_accuracy
+from sdnet.evaluate import evaluate
 from sdnet.models import Normalize
 from toy_problem import train, two_colours
 
@@ -46,7 +47,7 @@ def lambdas_seen(layer: CSCConv2d):
 
 
 def test_robust_accuracy_falls_with_eps(sdnet, batches):
-    clean = clean_accuracy(sdnet, batches)
+    clean = evaluate(sdnet, batches)["top1"]
     assert clean == 100.0
     for norm, epsilons in [("Linf", [0.0, 0.02, 0.1, 0.3]), ("L2", [0.0, 0.5, 2.0, 6.0])]:
         accuracy = [robust_accuracy(sdnet, batches, norm=norm, eps=eps, steps=5) for eps in epsilons]
@@ -96,7 +97,7 @@ def test_pgd_vs_lambda_matches_the_single_evaluations(sdnet, batches):
     assert rows[0]["white_box"] == rows[0]["transfer"]  # at the training lambda both are one attack
     for row in rows:
         assert row["white_box"] <= row["clean"] and row["transfer"] <= row["clean"]
-        assert row["clean"] == clean_accuracy(sdnet, batches, lam=row["lam"])
+        assert row["clean"] == evaluate(sdnet, batches, lam=row["lam"])["top1"]
         assert row["white_box"] == robust_accuracy(sdnet, batches, eps=0.1, steps=3, lam=row["lam"])
         assert row["transfer"] == robust_accuracy(sdnet, batches, eps=0.1, steps=3, lam=row["lam"], attack_lam=0.1)
 

@@ -1,4 +1,5 @@
-"""Lambda sweeps, their tables, the lambda-vs-error fit and adaptive lambda, on tiny models."""
+"""Lambda sweeps, their tables, the lambda-vs-error fit (sdnet.evaluate, sdnet.robustness) and
+adaptive lambda (sdnet.adaptive), on tiny models."""
 
 import contextlib
 import math
@@ -12,19 +13,9 @@ from torch import nn
 from sdnet import CSCConv2d, csc_lambda
 from sdnet.models import Normalize
 from toy_problem import train, two_colours
-from sdnet.robustness import (
-    AdaptiveLambda,
-    LambdaFit,
-    accuracy_vs_lambda,
-    adaptive_predict,
-    best_lambda,
-    compare_adaptive,
-    fit_lambda_vs_error,
-    reconstruction_mse,
-    severity_averaged,
-    sweep,
-    tidy,
-)
+from sdnet.adaptive import AdaptiveLambda, adaptive_predict, compare_adaptive, leave_one_noise_out
+from sdnet.evaluate import lambda_sweep
+from sdnet.robustness import LambdaFit, best_lambda, fit_lambda_vs_error, severity_averaged, sweep, tidy
 
 
 def tiny_sdnet(*, csc_layers: int = 1) -> nn.Sequential:
@@ -57,31 +48,31 @@ def batch_sizes(*modules: nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# accuracy_vs_lambda and the tables
+# lambda_sweep and the tables
 # ---------------------------------------------------------------------------------------------
 
 
-def test_accuracy_vs_lambda_follows_lambda_for_an_sdnet(trained):
+def test_lambda_sweep_follows_lambda_for_an_sdnet(trained):
     x, y = two_colours()
-    rows = accuracy_vs_lambda(trained, [(x[:32], y[:32]), (x[32:], y[32:])], [0.0, 0.1, 1.0, 100.0])
+    rows = lambda_sweep(trained, [(x[:32], y[:32]), (x[32:], y[32:])], [0.0, 0.1, 1.0, 100.0], probe=True)
     assert [r["lam"] for r in rows] == [0.0, 0.1, 1.0, 100.0]
     sparsity = [r["sparsity"] for r in rows]
     errors = [r["recon_error"] for r in rows]
     assert sparsity == sorted(sparsity) and len(set(sparsity)) == 4
     assert errors == sorted(errors) and errors[0] < errors[-1]
-    assert rows[1]["accuracy"] == 100.0  # the easy problem is learnt
-    assert rows[-1]["accuracy"] == 50.0 and rows[-1]["sparsity"] == 1.0  # an all-zero code: one class for all
+    assert rows[1]["top1"] == 100.0  # the easy problem is learnt
+    assert rows[-1]["top1"] == 50.0 and rows[-1]["sparsity"] == 1.0  # an all-zero code: one class for all
     assert trained[1].lam == 0.1 and not trained.training  # lambda and mode restored
 
 
 def test_reported_error_is_the_layers_per_value_error(trained):
     x, y = two_colours(8)
-    (row,) = accuracy_vs_lambda(trained, [(x, y)], [0.1])
+    (row,) = lambda_sweep(trained, [(x, y)], [0.1], probe=True)
     with torch.no_grad():
         z = trained[1](trained[0](x))
         mse = (trained[0](x) - nn.functional.conv_transpose2d(z, trained[1].weight, padding=1)).pow(2).mean()
     assert row["recon_error"] == pytest.approx(mse.item(), rel=1e-4)
-    assert reconstruction_mse(trained[1]).shape == (8,)
+    assert trained[1].reconstruction_mse.shape == (8,)
 
 
 def test_a_model_without_csc_layers_is_evaluated_once():
@@ -89,15 +80,15 @@ def test_a_model_without_csc_layers_is_evaluated_once():
     resnet_like = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     x, y = two_colours(16)
     with batch_sizes(resnet_like[-1]) as (calls,):
-        rows = accuracy_vs_lambda(resnet_like, [(x, y)], [0.1, 0.5, 1.0])
+        rows = tidy(lambda_sweep(resnet_like, [(x, y)], [0.1, 0.5, 1.0], probe=True)).to_dict("records")
     assert calls == [16]
-    assert len({r["accuracy"] for r in rows}) == 1 and all(math.isnan(r["sparsity"]) for r in rows)
+    assert len({r["top1"] for r in rows}) == 1 and all(math.isnan(r["sparsity"]) for r in rows)
 
 
 def test_layers_choose_where_lambda_goes_and_what_is_measured():
     model = tiny_sdnet(csc_layers=2).eval()
     x, y = two_colours(8)
-    rows = accuracy_vs_lambda(model, [(x, y)], [0.1, 5.0], layers=["3"])
+    rows = lambda_sweep(model, [(x, y)], [0.1, 5.0], layers=["3"], probe=True)
     assert rows[1]["sparsity"] > rows[0]["sparsity"]  # the second layer's code, at its lambda
     model(x)
     first = model[1].sparsity.mean().item()
@@ -105,13 +96,13 @@ def test_layers_choose_where_lambda_goes_and_what_is_measured():
         model(x)
     assert model[1].sparsity.mean().item() == first  # the first layer kept its lambda
     with pytest.raises(ValueError, match="not CSC layers"):
-        accuracy_vs_lambda(model, [(x, y)], [0.1], layers=["4"])
+        lambda_sweep(model, [(x, y)], [0.1], layers=["4"], probe=True)
 
 
 def test_one_shot_iterators_are_refused(trained):
     x, y = two_colours(8)
     with pytest.raises(TypeError, match="re-iterable"):
-        accuracy_vs_lambda(trained, iter([(x, y)]), [0.1, 0.2])
+        lambda_sweep(trained, iter([(x, y)]), [0.1, 0.2])
 
 
 def test_sweep_best_lambda_and_severity_average(trained):
@@ -120,28 +111,28 @@ def test_sweep_best_lambda_and_severity_average(trained):
     conditions = {("clean", 0): [(x, y)], ("gaussian", 1): [(noisy, y)]}
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
     table = sweep({"tiny": trained, "plain": plain}, conditions, [0.1, 0.5, 1.0])
-    assert list(table.columns) == ["model", "noise", "severity", "lam", "accuracy", "recon_error", "sparsity"]
+    assert list(table.columns) == ["model", "noise", "severity", "lam", "top1", "recon_error", "sparsity"]
     assert len(table) == 2 * 2 * 3
 
     best = best_lambda(table, train_lam=0.1)
     assert len(best) == 4
     for _, row in best.iterrows():
         rows = table[(table.model == row.model) & (table.noise == row.noise) & (table.severity == row.severity)]
-        assert row.best_accuracy == rows.accuracy.max()
-        assert row.accuracy_train_lam == rows[rows.lam == 0.1].accuracy.item()
+        assert row.best_top1 == rows.top1.max()
+        assert row.top1_train_lam == rows[rows.lam == 0.1].top1.item()
         if row.model == "tiny":  # the smallest lambda of the best accuracy
-            assert row.best_lam == rows[rows.accuracy == rows.accuracy.max()].lam.min()
+            assert row.best_lam == rows[rows.top1 == rows.top1.max()].lam.min()
         else:  # a model without lambda has no best lambda
             assert math.isnan(row.best_lam)
 
     averaged = severity_averaged(table, 0.1)
     assert set(averaged.noise) == {"gaussian"} and len(averaged) == 2
-    assert (averaged.accuracy_tuned_lam >= averaged.accuracy_train_lam).all()
+    assert (averaged.top1_tuned_lam >= averaged.top1_train_lam).all()
 
 
 def test_tidy_puts_labels_first():
-    frame = tidy([{"lam": 0.1, "accuracy": 50.0, "recon_error": 1.0, "sparsity": 0.5}], model="m", noise="shot", severity=2)
-    assert list(frame.columns) == ["model", "noise", "severity", "lam", "accuracy", "recon_error", "sparsity"]
+    frame = tidy([{"lam": 0.1, "top1": 50.0, "recon_error": 1.0, "sparsity": 0.5}], model="m", noise="shot", severity=2)
+    assert list(frame.columns) == ["model", "noise", "severity", "lam", "top1", "recon_error", "sparsity"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +163,7 @@ def half_noisy(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, LambdaFit]
     x[8:] = (x[8:] + 0.4 * torch.randn(x[8:].shape, generator=g)).clamp(0, 1)
     with torch.no_grad():
         model(x)
-    error = reconstruction_mse(model[1])
+    error = model[1].reconstruction_mse
     clean, noisy = error[:8].mean().item(), error[8:].mean().item()
     slope = 0.9 / (noisy - clean)
     return x, y, LambdaFit(slope, 0.1 - slope * clean, 1.0)
@@ -232,3 +223,27 @@ def test_compare_adaptive_against_fixed_and_oracle(trained):
     table = sweep({"tiny": trained}, conditions, grid)
     again = compare_adaptive(trained, conditions, fit, grid, 0.1, table=table)
     pd.testing.assert_frame_equal(result, again)
+
+
+def test_leave_one_noise_out_never_fits_on_the_noise_it_serves():
+    best = pd.DataFrame({
+        "noise": ["clean", "gaussian", "gaussian", "shot", "shot"],
+        "severity": [0, 1, 5, 1, 5],
+        "recon_error_train_lam": [0.1, 0.2, 0.4, 0.3, 0.6],
+        "best_lam": [0.1, 0.3, 0.7, 0.3, 1.0],
+    })
+    fits = leave_one_noise_out(best)
+    assert set(fits) == {"clean", "gaussian", "shot"}
+    for noise, fit in fits.items():
+        rest = best[best.noise != noise]
+        assert tuple(fit) == pytest.approx(tuple(fit_lambda_vs_error(rest.recon_error_train_lam, rest.best_lam)))
+    assert fits["gaussian"].slope != pytest.approx(fits["shot"].slope)
+
+
+def test_compare_adaptive_takes_one_line_per_noise(trained):
+    x, y, fit = half_noisy(trained)
+    conditions = {("clean", 0): [(x[:8], y[:8])], ("gaussian", 3): [(x[8:], y[8:])]}
+    grid = [0.1, 0.3, 0.6, 1.0]
+    always_small, always_large = LambdaFit(0.0, 0.1, 1.0), LambdaFit(0.0, 1.0, 1.0)
+    result = compare_adaptive(trained, conditions, {"clean": always_large, "gaussian": always_small}, grid, 0.1)
+    assert result.lam_batch.tolist() == pytest.approx([1.0, 0.1]) and result.lam_sample.tolist() == pytest.approx([1.0, 0.1])

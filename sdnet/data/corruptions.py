@@ -44,19 +44,6 @@ SEVERITY_LEVELS: dict[str, tuple[float, ...]] = {
     "speckle": (0.06, 0.10, 0.12, 0.16, 0.20),
 }
 
-# The finer grids of the SDNet authors' own test-time lambda sweep, mildest first. They are the
-# ``np.arange`` grids of the authors' ``robust_inference.py``, with float noise rounded away:
-#   gaussian np.arange(0.02, 0.21, 0.02): 10 values 0.02..0.20
-#   shot     np.arange(60, 3, -6):        10 values 60..6 (fewer photons = more noise)
-#   impulse  np.arange(0.03, 0.3, 0.03):  10 values 0.03..0.30 (float rounding lets 0.30 in)
-#   speckle  np.arange(0.1, 0.7, 0.1):     6 values 0.1..0.6
-FINE_LEVELS: dict[str, tuple[float, ...]] = {
-    "gaussian": tuple(round(0.02 * i, 2) for i in range(1, 11)),
-    "shot": tuple(float(c) for c in range(60, 0, -6)),
-    "impulse": tuple(round(0.03 * i, 2) for i in range(1, 11)),
-    "speckle": tuple(round(0.1 * i, 1) for i in range(1, 7)),
-}
-
 # The release's file names, <root>/CIFAR-10-C/<file>.
 RELEASE_FILES = {noise: f"{noise}_noise.npy" for noise in NOISES}
 CHUNK = 2048  # images per vectorised step: bounds the float64 temporaries (~50 MB for 32x32)
