@@ -5,11 +5,22 @@
     model = sdnet.models.build("sdnet18", num_classes=10)      # inputs: images in [0, 1]
     with sdnet.csc_lambda(model, 0.5):                        # test-time sparsity
         logits = model(images)
-"""
 
-from sdnet import models
-from sdnet.csc import CSCConv2d, csc_lambda, csc_layers
-from sdnet.models import convert
+The names below are imported on first use, so that ``import sdnet.config`` (checking a
+params.yaml before any work) does not pay for importing torch.
+"""
 
 __all__ = ["CSCConv2d", "csc_lambda", "csc_layers", "convert", "models"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in ("CSCConv2d", "csc_lambda", "csc_layers"):
+        from sdnet import csc
+
+        return getattr(csc, name)
+    if name in ("models", "convert"):
+        from sdnet import models
+
+        return models if name == "models" else models.convert
+    raise AttributeError(f"module 'sdnet' has no attribute {name!r}")

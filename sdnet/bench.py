@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sdnet.config import RECIPES
+from sdnet.config import RECIPES, command_line
 from sdnet.csc import CSCConv2d, csc_layers
 from sdnet.evaluate import autocast_for, resolve_device
 from sdnet.models import build
@@ -363,6 +363,7 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@command_line
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Time CSC layers against convs and SDNet-18(-All) against ResNet-18.")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")

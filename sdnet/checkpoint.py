@@ -2,8 +2,8 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
 ``torch.load(..., weights_only=True)`` (no pickled code runs). Besides the weights it carries the
-CSC solver state (the power-iteration vectors, which are not in ``state_dict``) so that a resumed
-run continues exactly where it stopped.
+CSC solver state (the step-size refresh's warm start, which is not in ``state_dict``) so that a
+resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -16,14 +16,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from sdnet.config import SdnetError
 from sdnet.csc import csc_layers
 from sdnet.models import build
 
-FORMAT = 1
+FORMAT = 2  # 2: the CSC layers' solver state is a dict per layer (1: the power-iteration vector alone)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SdnetError, RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model asked for."""
+
+
+class StaleCheckpoint(CheckpointError):
+    """A checkpoint was made by another run (other parameters, code or data): it cannot be resumed."""
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
@@ -43,22 +48,29 @@ def save_atomic(obj: Any, path: str | Path) -> None:
             os.remove(tmp)
 
 
+def remove_temporaries(path: str | Path) -> None:
+    """Delete the temporary files :func:`save_atomic` leaves when killed mid-write (SIGKILL gives
+    it no chance to clean up); the checkpoint itself is intact or absent."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside DistributedDataParallel and/or torch.compile wrappers."""
     model = getattr(model, "_orig_mod", model)
     return getattr(model, "module", model)
 
 
-def solver_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Power-iteration vectors of every CSC layer (warm starts; not in ``state_dict``)."""
-    return {name: layer.power_vector.detach().cpu() for name, layer in csc_layers(unwrap(model)) if layer.power_vector is not None}
+def solver_state(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Every CSC layer's step-size state (``CSCConv2d.solver_state``; not in ``state_dict``)."""
+    return {name: layer.solver_state() for name, layer in csc_layers(unwrap(model))}
 
 
-def load_solver_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+def load_solver_state(model: nn.Module, state: dict[str, dict[str, Any]]) -> None:
     layers = dict(csc_layers(unwrap(model)))
-    for name, vector in state.items():
-        layer = layers[name]
-        layer.power_vector = vector.to(device=layer.weight.device, dtype=torch.promote_types(layer.weight.dtype, torch.float32))
+    for name, layer_state in state.items():
+        layers[name].load_solver_state(layer_state)
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -69,8 +81,10 @@ def load(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated file, not a checkpoint, or a pickled object we refuse to run
         raise CheckpointError(f"cannot read checkpoint {path}: {error}. Delete it and train again.") from error
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an sdnet checkpoint (format {FORMAT})")
+    if not isinstance(ckpt, dict) or "format" not in ckpt:
+        raise CheckpointError(f"{path} is not an sdnet checkpoint")
+    if ckpt["format"] != FORMAT:
+        raise CheckpointError(f"{path} was written by another version of sdnet (format {ckpt['format']}, this one reads {FORMAT}): train it again")
     return ckpt
 
 

@@ -1,30 +1,191 @@
-"""Typed, validated training parameters and the paper's recipes.
+"""Typed, validated parameters: every section of params.yaml, and the paper's training recipes.
 
-A bad value fails here, before any work, with a message naming the key and what is allowed.
-params.yaml is the single place where a run's values are written; this module only knows the
-recipe defaults (../shared/PAPER.md, "Training recipes") and the rules.
+A bad value fails here, before any work, with a message naming the key (its full path in
+params.yaml) and what is allowed. params.yaml is the single place where a study's values are
+written; this module knows the types, the rules and the recipe defaults
+(../shared/PAPER.md, "Training recipes").
+
+Values arrive from YAML or from the command line (read as YAML). YAML 1.1 reads ``5e-4`` as the
+*string* "5e-4" (it wants ``5.0e-4``), so a number field also takes a string that is a number;
+nothing else is coerced: a boolean is ``true``/``false`` and nothing else, and ``true`` is not a
+number.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
+import sys
+import types
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sdnet.models import ARCHS
+import yaml
 
 DATASETS = ("synthetic", "cifar10", "cifar100", "cifar10-jpeg", "imagenet")
 SCHEDULES = ("cosine", "step", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
+NOISES = ("gaussian", "shot", "impulse", "speckle")  # CIFAR-10-C's additive noises
+ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")  # see sdnet.attacks
 
 
-class ConfigError(ValueError):
+class SdnetError(Exception):
+    """A mistake the user can fix (bad parameters, missing or damaged data, an unusable
+    checkpoint, a diverged run): the message says what happened and what to do."""
+
+
+class ConfigError(SdnetError, ValueError):
     """A parameter has a value that is not allowed."""
 
 
+def command_line(main):
+    """Wrap a ``main(argv)`` so that an :class:`SdnetError` (or a missing file) ends the program
+    with its message on stderr and exit status 2, not a traceback: the message is the help."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None):
+        try:
+            return main(argv)
+        except (SdnetError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return run
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A named network of ``sdnet.models.build``: a ResNet with these BasicBlock counts per stage,
+    whose stem conv (``csc_stem``) and 3x3 block convs (``csc_blocks``) are CSC layers or not.
+    Kept here, free of torch, so that parameters are checked before anything heavy is imported."""
+
+    blocks: tuple[int, int, int, int]
+    csc_stem: bool
+    csc_blocks: bool
+
+
+ARCHS = {
+    "resnet18": Arch((2, 2, 2, 2), csc_stem=False, csc_blocks=False),
+    "resnet34": Arch((3, 4, 6, 3), csc_stem=False, csc_blocks=False),
+    "sdnet18": Arch((2, 2, 2, 2), csc_stem=True, csc_blocks=False),
+    "sdnet34": Arch((3, 4, 6, 3), csc_stem=True, csc_blocks=False),
+    "sdnet18_all": Arch((2, 2, 2, 2), csc_stem=True, csc_blocks=True),
+    "sdnet34_all": Arch((3, 4, 6, 3), csc_stem=True, csc_blocks=True),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed sections
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe(kind: Any) -> str:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if origin is list:
+        return "a list of " + {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}.get(args[0], "values")
+    if origin is dict:
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))
+
+
+def _convert(value: Any, kind: Any, where: str) -> Any:
+    """``value`` as the type ``kind`` (a field's annotation), or a ConfigError naming ``where``."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where} = {value!r} is not allowed: expected {_describe(kind)}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} = {value!r} is not allowed: expected {_describe(kind)}")
+        return [_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} = {value!r} is not allowed: expected a mapping (key: value)")
+        return {str(k): _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if kind is Any:
+        return value
+    ok = False
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif kind is str:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{where} = {value!r} is not allowed: expected {_describe(kind)}")
+    return value
+
+
+class Section:
+    """Mixin of the typed sections: :meth:`from_dict` builds one from a params.yaml mapping,
+    refusing unknown and missing keys and values of the wrong type; :meth:`check` (per section)
+    tests the ranges. ``where`` is the section's path in params.yaml, for the messages."""
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = ""):
+        label = where or cls.__name__
+        if not isinstance(values, dict):
+            raise ConfigError(f"{label} must be a mapping of keys to values, got {values!r}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown key {_join(where, key)!r}{hint}; {label} takes: {', '.join(fields)}")
+        missing = [
+            name for name, f in fields.items()
+            if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise ConfigError(f"{label} is missing {', '.join(repr(_join(where, m)) for m in missing)}")
+        converted = {key: _convert(value, hints[key], _join(where, key)) for key, value in values.items()}
+        section = cls(**converted)
+        section.check(where)
+        return section
+
+    def check(self, where: str = "") -> None:
+        """Range checks; overridden by each section."""
+
+    def need(self, ok: bool, key: str, allowed: str, where: str = "") -> None:
+        if not ok:
+            raise ConfigError(f"{_join(where, key)} = {getattr(self, key)!r} is not allowed: {allowed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     """Everything a training run depends on. Defaults: the paper's CIFAR recipe for SDNet-18."""
 
     # what
@@ -32,7 +193,7 @@ class TrainConfig:
     dataset: str = "cifar10"
     data_root: str = "data"
     verify: bool = True  # check the official md5 of dataset files
-    limit: int | None = None  # use only the first `limit` images of each split (quick runs)
+    limit: int | None = None  # a class-balanced subset of `limit` images of each split (quick runs)
     width: int = 64  # stem channels (the paper's 64); smaller for CPU-sized runs
     # the CSC layers
     lam: float = 0.1
@@ -61,46 +222,48 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.validate()
+        # Direct construction (TrainConfig(lr=...)) is checked as strictly as a params.yaml section.
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _convert(getattr(self, f.name), hints[f.name], f.name))
+        self.check()
 
     def validate(self) -> None:
-        def need(ok: bool, key: str, allowed: str) -> None:
-            if not ok:
-                raise ConfigError(f"parameter {key!r} = {getattr(self, key)!r} is not allowed: {allowed}")
+        self.__post_init__()
 
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "") -> TrainConfig:
+        try:
+            return super().from_dict(values, where)
+        except ConfigError as error:  # a range check of __post_init__ names the bare key: add the path
+            key = str(error).split(" ", 1)[0]
+            if where and key in {f.name for f in dataclasses.fields(cls)}:
+                raise ConfigError(f"{where}.{error}") from None
+            raise
+
+    def check(self, where: str = "") -> None:
+        need = lambda ok, key, allowed: self.need(ok, key, allowed, where)  # noqa: E731
         need(self.model in ARCHS, "model", f"one of {sorted(ARCHS)}")
         need(self.dataset in DATASETS, "dataset", f"one of {list(DATASETS)}")
-        need(isinstance(self.width, int) and self.width >= 1, "width", "an integer >= 1 (64 in the paper)")
-        need(self.limit is None or (isinstance(self.limit, int) and self.limit > 0), "limit", "a positive integer or null")
-        need(isinstance(self.lam, (int, float)) and self.lam >= 0, "lam", "a number >= 0")
-        need(isinstance(self.n_steps, int) and self.n_steps >= 1, "n_steps", "an integer >= 1")
+        need(self.width >= 1, "width", "an integer >= 1 (64 in the paper)")
+        need(self.limit is None or self.limit > 0, "limit", "a positive integer or null")
+        need(self.lam >= 0, "lam", "a number >= 0")
+        need(self.n_steps >= 1, "n_steps", "an integer >= 1")
         need(self.shortcut or self.model.endswith("_all"), "shortcut", "false only for the -All models")
-        need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "an integer >= 1")
-        need(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", "a number > 0")
+        need(self.epochs >= 1, "epochs", "an integer >= 1")
+        need(self.batch_size >= 1, "batch_size", "an integer >= 1")
+        need(self.lr > 0, "lr", "a number > 0")
         need(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
         need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
         need(self.schedule in SCHEDULES, "schedule", f"one of {list(SCHEDULES)}")
         need(0 <= self.eta_min < self.lr, "eta_min", "a number in [0, lr)")
-        need(all(isinstance(m, int) and m > 0 for m in self.milestones), "milestones", "a list of positive epochs")
+        need(all(m > 0 for m in self.milestones), "milestones", "a list of positive epochs")
         need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "a number in [0, epochs)")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
+        need(self.seed >= 0, "seed", "an integer >= 0")
         need(self.device in DEVICES, "device", f"one of {list(DEVICES)}")
-        need(isinstance(self.eval_every, int) and self.eval_every >= 1, "eval_every", "an integer >= 1")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a params.yaml section; unknown keys are an error (with a suggestion)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown training parameter {key!r}{hint}; known: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        need(self.eval_every >= 1, "eval_every", "an integer >= 1")
+        need(self.workers >= 0, "workers", "an integer >= 0")
 
 
 # The paper's recipes, and a fast GPU schedule (see README, "Fast schedule").
@@ -119,3 +282,232 @@ def recipe(name: str, **overrides: Any) -> TrainConfig:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     return TrainConfig.from_dict({**RECIPES[name], **overrides})
+
+
+# ---------------------------------------------------------------------------------------------
+# The study: params.yaml
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec(Section):
+    """A network the pipeline can train (params.yaml ``runs``): a model of ``sdnet.models``."""
+
+    model: str
+    shortcut: bool = True
+
+    def check(self, where: str = "") -> None:
+        self.need(self.model in ARCHS, "model", f"one of {sorted(ARCHS)}", where)
+        self.need(self.shortcut or self.model.endswith("_all"), "shortcut", "false only for the -All models", where)
+
+
+@dataclass(frozen=True)
+class DataParams(Section):
+    datasets: list[str]
+    root: str = "data"
+    verify: bool = True
+    limit: int | None = None  # class-balanced subset of each split (null: all)
+
+    def check(self, where: str = "") -> None:
+        choices = [d for d in DATASETS if d != "imagenet"]
+        self.need(bool(self.datasets) and all(d in choices for d in self.datasets), "datasets", f"a non-empty list of {choices}", where)
+        self.need(self.limit is None or self.limit > 0, "limit", "a positive integer or null", where)
+
+
+@dataclass(frozen=True)
+class TrainParams(Section):
+    """A profile's ``train`` section: which runs it trains, on which seeds, with which
+    TrainConfig values (``config``, every other key of the section), and per-run overrides
+    (TrainConfig values, and ``seeds`` for a run trained on other seeds than the rest)."""
+
+    runs: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    per_run: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "") -> TrainParams:
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where or 'train'} must be a mapping of keys to values, got {values!r}")
+        own = {"runs", "seeds", "per_run"}
+        if "seed" in values:
+            raise ConfigError(f"{_join(where, 'seed')}: a profile lists its seeds as `seeds: [0, 1, 2]`")
+        fixed = {"model", "dataset", "shortcut", "data_root", "verify", "limit"}  # from runs: and data:
+        for key in values:
+            if key in fixed:
+                raise ConfigError(f"{_join(where, key)} cannot be set here: it comes from `runs:` or the profile's `data:` section")
+        config = {k: v for k, v in values.items() if k not in own}
+        TrainConfig.from_dict(config, where)  # every TrainConfig key and value, checked once here
+        section = super().from_dict({**{k: v for k, v in values.items() if k in own}, "config": config}, where)
+        for seeds, key in [(section.seeds, "seeds")] + [(o["seeds"], f"per_run.{r}.seeds") for r, o in section.per_run.items() if "seeds" in o]:
+            if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+                    and len(set(seeds)) == len(seeds)):
+                raise ConfigError(f"{_join(where, key)} = {seeds!r} is not allowed: a non-empty list of distinct integers >= 0")
+        return section
+
+    def seeds_for(self, run: str) -> list[int]:
+        """The seeds ``run`` is trained on: its own ``per_run`` ``seeds``, or the section's."""
+        return self.per_run.get(run, {}).get("seeds", self.seeds)
+
+    def overrides(self, run: str) -> dict[str, Any]:
+        """``run``'s TrainConfig overrides (its ``per_run`` entry without ``seeds``)."""
+        return {k: v for k, v in self.per_run.get(run, {}).items() if k != "seeds"}
+
+
+@dataclass(frozen=True)
+class CscLayerParams(Section):
+    """Chapter 1: the layer on its own."""
+
+    max_steps: int
+    lambdas: list[float]
+    images: int
+
+    def check(self, where: str = "") -> None:
+        self.need(self.max_steps >= 2, "max_steps", "an integer >= 2", where)
+        self.need(bool(self.lambdas) and all(v >= 0 for v in self.lambdas), "lambdas", "a non-empty list of numbers >= 0", where)
+        self.need(self.images >= 1, "images", "an integer >= 1", where)
+
+
+@dataclass(frozen=True)
+class NoiseParams(Section):
+    """Chapter 3: test-time lambda under CIFAR-10-C noise."""
+
+    noises: list[str]
+    severities: list[int]
+    lambdas: list[float]
+    test_images: int
+    seed: int = 0
+
+    def check(self, where: str = "") -> None:
+        self.need(bool(self.noises) and set(self.noises) <= set(NOISES), "noises", f"a non-empty list of {list(NOISES)}", where)
+        self.need(bool(self.severities) and all(1 <= s <= 5 for s in self.severities), "severities", "a non-empty list of 1..5", where)
+        self.need(len(self.lambdas) >= 2 and all(v >= 0 for v in self.lambdas), "lambdas", "a list of at least 2 numbers >= 0", where)
+        self.need(self.test_images >= 1, "test_images", "an integer >= 1", where)
+        self.need(self.seed >= 0, "seed", "an integer >= 0", where)
+
+
+@dataclass(frozen=True)
+class AttackParams(Section):
+    """Chapter 4: attacks against the test-time lambda."""
+
+    lambdas: list[float]
+    linf_eps: list[float]
+    l2_eps: list[float]
+    steps: int
+    step_size_fraction: float
+    test_images: int
+    attacks: list[str] = field(default_factory=lambda: ["pgd"])
+    restarts: int = 1
+    seed: int = 0
+
+    def check(self, where: str = "") -> None:
+        self.need(bool(self.lambdas) and all(v >= 0 for v in self.lambdas), "lambdas", "a non-empty list of numbers >= 0", where)
+        for key in ("linf_eps", "l2_eps"):
+            self.need(all(0 <= e for e in getattr(self, key)), key, "a list of radii >= 0 (pixel values in [0, 1])", where)
+        self.need(bool(self.linf_eps or self.l2_eps), "linf_eps", "at least one radius in linf_eps or l2_eps", where)
+        self.need(self.steps >= 1, "steps", "an integer >= 1", where)
+        self.need(0 < self.step_size_fraction <= 1, "step_size_fraction", "a number in (0, 1]", where)
+        self.need(self.test_images >= 1, "test_images", "an integer >= 1", where)
+        self.need(bool(self.attacks) and set(self.attacks) <= set(ATTACKS) and len(set(self.attacks)) == len(self.attacks),
+                  "attacks", f"a non-empty list of distinct {list(ATTACKS)}", where)
+        self.need(self.restarts >= 1, "restarts", "an integer >= 1", where)
+        self.need(self.seed >= 0, "seed", "an integer >= 0", where)
+
+
+@dataclass(frozen=True)
+class VisualizeParams(Section):
+    """Chapter 5: dictionaries and reconstructions."""
+
+    images: int
+
+    def check(self, where: str = "") -> None:
+        self.need(self.images >= 1, "images", "an integer >= 1", where)
+
+
+@dataclass(frozen=True)
+class Profile(Section):
+    """One scale of the study (params.yaml ``profiles.<name>``)."""
+
+    data: DataParams
+    train: TrainParams
+    csc_layer: CscLayerParams
+    robustness: NoiseParams
+    adversarial: AttackParams
+    visualize: VisualizeParams
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "") -> Profile:
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where} must be a mapping of sections, got {values!r}")
+        hints = typing.get_type_hints(cls)
+        sections = {}
+        for key, value in values.items():
+            if key not in hints:
+                close = difflib.get_close_matches(str(key), hints, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown section {_join(where, key)!r}{hint}; a profile has: {', '.join(hints)}")
+            sections[key] = hints[key].from_dict(value, _join(where, key))
+        missing = [k for k in hints if k not in sections]
+        if missing:
+            raise ConfigError(f"{where} is missing the section(s) {', '.join(missing)}")
+        return cls(**sections)
+
+
+@dataclass(frozen=True)
+class Params:
+    """params.yaml, validated: the active ``profile``, every profile, and the ``runs`` they share."""
+
+    profile: str
+    runs: dict[str, RunSpec]
+    profiles: dict[str, Profile]
+
+    @property
+    def active(self) -> Profile:
+        return self.profiles[self.profile]
+
+
+def parse_params(raw: Any, profile: str | None = None, source: str = "params.yaml") -> Params:
+    """Validate a params.yaml mapping. ``profile`` overrides the file's choice. Every profile is
+    checked (a typo in an inactive one is caught too), and every run a profile names must exist."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must be a mapping with `profile`, `runs` and `profiles`")
+    for key in raw:
+        if key not in ("profile", "runs", "profiles"):
+            raise ConfigError(f"{source}: unknown top-level key {key!r}; it has `profile`, `runs` and `profiles`")
+    for key in ("profile", "runs", "profiles"):
+        if key not in raw:
+            raise ConfigError(f"{source} has no `{key}`")
+    if not isinstance(raw["runs"], dict) or not raw["runs"]:
+        raise ConfigError(f"{source}: `runs` must map run names to architectures, e.g. sdnet18: {{model: sdnet18}}")
+    if not isinstance(raw["profiles"], dict) or not raw["profiles"]:
+        raise ConfigError(f"{source}: `profiles` must map profile names to their sections")
+    runs = {str(name): RunSpec.from_dict(spec, f"runs.{name}") for name, spec in raw["runs"].items()}
+    profiles = {str(name): Profile.from_dict(p, f"profiles.{name}") for name, p in raw["profiles"].items()}
+    name = profile or raw["profile"]
+    if name not in profiles:
+        raise ConfigError(f"profile {name!r} is not in {source}; choose one of {sorted(profiles)}")
+    for pname, p in profiles.items():
+        for key, names in (("train.runs", p.train.runs), ("train.per_run", list(p.train.per_run))):
+            unknown = [r for r in names if r not in runs]
+            if unknown:
+                close = difflib.get_close_matches(unknown[0], runs, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"profiles.{pname}.{key} names unknown run(s) {unknown}{hint}; the runs are: {', '.join(runs)}")
+        for run, overrides in p.train.per_run.items():
+            where = f"profiles.{pname}.train.per_run.{run}"
+            for key in set(overrides) & {"model", "shortcut", "dataset", "data_root", "verify", "seed"}:
+                raise ConfigError(f"{where}.{key} cannot be overridden per run (model and shortcut come from `runs:`, the data from `data:`; a run's own seeds are `seeds: [...]`)")
+            TrainConfig.from_dict({**p.train.config, **p.train.overrides(run)}, where)
+    return Params(name, runs, profiles)
+
+
+def load_params(path: str | Path, profile: str | None = None) -> Params:
+    """Read and validate a params.yaml file (see :func:`parse_params`)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no {path}: run from inside the sdnet repository") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    return parse_params(raw, profile, str(path))

@@ -14,33 +14,16 @@ are applied in pixel space.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from sdnet.config import ARCHS  # the named architectures: which convs are CSC layers
 from sdnet.csc import CSCConv2d
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 STEMS = ("cifar", "imagenet")
-
-
-@dataclass(frozen=True)
-class Arch:
-    blocks: tuple[int, int, int, int]
-    csc_stem: bool
-    csc_blocks: bool
-
-
-ARCHS = {
-    "resnet18": Arch((2, 2, 2, 2), csc_stem=False, csc_blocks=False),
-    "resnet34": Arch((3, 4, 6, 3), csc_stem=False, csc_blocks=False),
-    "sdnet18": Arch((2, 2, 2, 2), csc_stem=True, csc_blocks=False),
-    "sdnet34": Arch((3, 4, 6, 3), csc_stem=True, csc_blocks=False),
-    "sdnet18_all": Arch((2, 2, 2, 2), csc_stem=True, csc_blocks=True),
-    "sdnet34_all": Arch((3, 4, 6, 3), csc_stem=True, csc_blocks=True),
-}
 
 
 class Normalize(nn.Module):

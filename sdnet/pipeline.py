@@ -1,171 +1,318 @@
-"""Glue between params.yaml, dvc.yaml and the package: the commands DVC runs.
+"""The pipeline (dvc.yaml) seen from Python: its stages, their code dependencies, and a runner.
 
-    python -m sdnet.pipeline train sdnet18          # one training stage (every dataset of the profile)
-    python -m sdnet.pipeline results                # the results section of README.md
+    python -m sdnet.pipeline deps [--write]            # the sdnet files each stage really imports
+    python -m sdnet.pipeline run --profile fast        # the computing stages, without DVC or Jupyter
+    python -m sdnet.pipeline repro                     # dvc repro, one line per stage, the rest in logs/
 
-params.yaml holds ``profile`` (the active scale) and ``profiles: {quick: ..., paper: ...}``; every
-stage and notebook reads the section of the active profile, so switching scale is
-``dvc exp run -S profile=paper`` and editing the inactive profile reruns nothing.
+dvc.yaml is the single description of the study; this module reads it (expanding ``${...}``
+variables from params.yaml and ``foreach`` loops, as DVC does) rather than restating it.
+
+*Dependencies.* A stage must rerun when any code it executes changes, so its ``deps`` must list
+every ``sdnet`` module its command or notebook imports, directly or through other modules (also
+imports inside functions: they run when the function does). :func:`code_dependencies` computes
+that set from the source; the test suite checks it against dvc.yaml, and ``deps`` prints it.
+
+*Runner.* On a bare GPU box (no DVC, no Jupyter) :func:`run` executes the stages whose command is
+a ``python -m sdnet...`` command, in dvc.yaml's order, with exactly the commands and outputs of
+``dvc repro``. Back on a machine with DVC, ``dvc commit`` records those outputs and ``dvc repro``
+runs what is left: the chapters' notebooks (README, "Training on a remote GPU").
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sdnet.config import ConfigError, TrainConfig
+from sdnet.config import command_line
+from sdnet.provenance import code_dependencies
+from sdnet.study import repo_root
 
-# Training runs of the pipeline: run name -> (model, shortcut). The -All model without shortcuts
-# is its own run because the visualisation chapter needs it.
-RUNS: dict[str, tuple[str, bool]] = {
-    "resnet18": ("resnet18", True),
-    "resnet34": ("resnet34", True),
-    "sdnet18": ("sdnet18", True),
-    "sdnet34": ("sdnet34", True),
-    "sdnet18_all": ("sdnet18_all", True),
-    "sdnet34_all": ("sdnet34_all", True),
-    "sdnet18_all_noshortcut": ("sdnet18_all", False),
-}
+_VARIABLE = re.compile(r"\$\{\s*([\w.\-]+)\s*\}")
 
 
-def repo_root(start: str | Path | None = None) -> Path:
-    """The folder holding params.yaml, searched upwards from ``start`` (default: the cwd)."""
-    here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "params.yaml").is_file() and (folder / "sdnet").is_dir():
-            return folder
-    raise FileNotFoundError(f"no params.yaml above {here}: run from inside the sdnet repository")
+@dataclass(frozen=True)
+class Stage:
+    """One expanded stage of dvc.yaml: its name (``train@sdnet18`` for a foreach item), command,
+    dependencies and outputs (paths relative to the repository)."""
+
+    name: str
+    cmd: str
+    deps: list[str] = field(default_factory=list)
+    outs: list[str] = field(default_factory=list)
+
+    @property
+    def notebook(self) -> str | None:
+        """The notebook a papermill stage executes, or None."""
+        words = shlex.split(self.cmd.replace("&&", " && "))
+        if "papermill" in words:
+            return words[words.index("papermill") + 1]
+        return None
+
+    @property
+    def module(self) -> str | None:
+        """The module a ``python -m sdnet...`` stage runs, or None."""
+        words = shlex.split(self.cmd)
+        if len(words) >= 3 and words[0] in ("python", "python3") and words[1] == "-m" and words[2].startswith("sdnet"):
+            return words[2]
+        return None
 
 
-def load_params(profile: str | None = None, root: str | Path | None = None) -> dict[str, Any]:
-    """The active profile's section of params.yaml (``profile`` overrides the file's choice)."""
+def _lookup(variables: dict[str, Any], name: str) -> Any:
+    value: Any = variables
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(f"dvc.yaml uses ${{{name}}}, which params.yaml does not define")
+        value = value[part]
+    return value
+
+
+def _substitute(value: Any, variables: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        whole = _VARIABLE.fullmatch(value.strip())
+        if whole:  # a lone ${x} keeps its type (a foreach over a mapping)
+            return _lookup(variables, whole.group(1))
+        return _VARIABLE.sub(lambda m: str(_lookup(variables, m.group(1))), value)
+    if isinstance(value, list):
+        return [_substitute(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {_substitute(k, variables): _substitute(v, variables) for k, v in value.items()}
+    return value
+
+
+def _paths(entries: list[Any]) -> list[str]:
+    """Paths of a deps/outs list whose entries are strings or ``{path: options}`` mappings."""
+    return [e if isinstance(e, str) else next(iter(e)) for e in entries or []]
+
+
+def load_stages(root: str | Path | None = None, profile: str | None = None) -> list[Stage]:
+    """The stages of ``dvc.yaml`` in file order, expanded with params.yaml's values (``profile``
+    overrides its ``profile``), as ``dvc repro`` would see them."""
     root = repo_root(root)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    name = profile or params["profile"]
-    if name not in params["profiles"]:
-        raise ConfigError(f"profile {name!r} is not in params.yaml; choose one of {sorted(params['profiles'])}")
-    return {"name": name, "root": root, "reports": root / "reports" / name, **params["profiles"][name]}
+    variables = yaml.safe_load((root / "params.yaml").read_text())
+    if profile is not None:
+        variables["profile"] = profile
+    stages = []
+    for name, spec in yaml.safe_load((root / "dvc.yaml").read_text())["stages"].items():
+        if "foreach" in spec:
+            items = _substitute(spec["foreach"], variables)
+            pairs = items.items() if isinstance(items, dict) else ((item, item) for item in items)
+            expanded = [(f"{name}@{key}", _substitute(spec["do"], {**variables, "key": key, "item": item})) for key, item in pairs]
+        else:
+            expanded = [(name, _substitute(spec, variables))]
+        for stage_name, body in expanded:
+            outs = _paths(body.get("outs")) + _paths(body.get("metrics")) + _paths(body.get("plots"))
+            stages.append(Stage(stage_name, " ".join(body["cmd"].split()), _paths(body.get("deps")), outs))
+    return stages
 
 
-def train_config(params: dict[str, Any], run: str, dataset: str) -> TrainConfig:
-    """The TrainConfig of ``run`` on ``dataset`` under a profile: shared values, then per-run ones."""
-    if run not in RUNS:
-        raise ConfigError(f"unknown run {run!r}; choose one of {sorted(RUNS)}")
-    train = dict(params["train"])
-    enabled = train.pop("runs")
-    per_run = train.pop("per_run", {}) or {}
-    model, shortcut = RUNS[run]
-    data = params["data"]
-    # Per-run values come last, so a run may also override the data limit (e.g. a cheaper -All run).
-    values = {**train, "data_root": data["root"], "verify": data["verify"], "limit": data.get("limit"),
-              **(per_run.get(run) or {}), "model": model, "shortcut": shortcut, "dataset": dataset}
-    if run not in enabled:
-        values["epochs"] = max(1, values.get("epochs", 1))  # still validated, never trained
-    return TrainConfig.from_dict(values)
+# ---------------------------------------------------------------------------------------------
+# Code dependencies
+# ---------------------------------------------------------------------------------------------
 
 
-def run_training(run: str, profile: str | None = None) -> None:
-    """DVC stage ``train@<run>``: train ``run`` on every dataset of the profile, or record a skip.
+def stage_code(root: str | Path, stage: Stage) -> set[str]:
+    """:func:`code_dependencies` of a stage's command or notebook (empty for other commands)."""
+    if stage.module:
+        return code_dependencies(root, modules=[stage.module])
+    if stage.notebook:
+        return code_dependencies(root, notebooks=[stage.notebook])
+    return set()
 
-    Writes ``reports/<profile>/models/<run>/<dataset>/`` (checkpoint, history.csv, metrics.json),
-    ``reports/<profile>/metrics/train_<run>.json`` and ``reports/<profile>/curves/<run>.csv``.
-    A checkpoint left by an interrupted run with the same parameters is resumed; one made with
-    other parameters is discarded (the stage reran because the parameters changed).
-    """
-    from sdnet.checkpoint import CheckpointError
-    from sdnet.train import train
 
-    params = load_params(profile)
-    reports = params["reports"]
-    enabled = run in params["train"]["runs"]
-    summary: dict[str, Any] = {"run": run, "profile": params["name"], "trained": enabled, "datasets": {}}
-    curves = []
-    (reports / "models" / run).mkdir(parents=True, exist_ok=True)
-    for dataset in params["data"]["datasets"]:
-        cfg = train_config(params, run, dataset)
-        out = reports / "models" / run / dataset
-        if not enabled:
-            summary["datasets"][dataset] = None
+def declared_code(root: str | Path, stage: Stage) -> set[str]:
+    """The sdnet source files a stage's ``deps`` cover (a folder covers every .py file in it)."""
+    root = Path(root)
+    files = set()
+    for dep in stage.deps:
+        path = root / dep
+        if dep.split("/")[0] != "sdnet":
             continue
-        try:
-            metrics = train(cfg, out)
-        except CheckpointError as error:
-            if "other parameters" not in str(error):
-                raise
-            print(f"{out}: parameters changed, training from scratch")
-            shutil.rmtree(out)
-            metrics = train(cfg, out)
-        summary["datasets"][dataset] = metrics
-        curves += [{"dataset": dataset, **row} for row in _read_csv(out / "history.csv")]
-    for sub in ("metrics", "curves"):
-        (reports / sub).mkdir(parents=True, exist_ok=True)
-    (reports / "metrics" / f"train_{run}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _write_csv(curves, reports / "curves" / f"{run}.csv", fallback_header=["dataset", "epoch"])
+        if path.is_dir():
+            files.update(p.relative_to(root).as_posix() for p in path.rglob("*.py") if "__pycache__" not in p.parts)
+        else:
+            files.add(dep)
+    return files
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    import csv
-
-    with path.open() as f:
-        return list(csv.DictReader(f))
+# ---------------------------------------------------------------------------------------------
+# The runner
+# ---------------------------------------------------------------------------------------------
 
 
-def _write_csv(rows: list[dict[str, Any]], path: Path, fallback_header: list[str]) -> None:
-    import csv
+def set_params(root: str | Path, assignments: list[str]) -> None:
+    """Apply ``key.path=value`` assignments to params.yaml (values read as YAML), as
+    ``dvc exp run -S`` does, after checking that the result is valid. Comments are not kept."""
+    from sdnet.config import ConfigError, parse_params
 
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else fallback_header)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-RESULT_TABLES = [
-    ("Classification (paper Table 1)", "02_classification/table1.md"),
-    ("SDNet vs SDNet-All (paper Table D.1)", "02_classification/table_d1.md"),
-    ("Noise robustness, severity-averaged accuracy (paper: CIFAR-10-C)", "03_noise_robustness/summary.md"),
-    ("Adaptive lambda from the input's reconstruction error", "03_noise_robustness/adaptive.md"),
-    ("PGD robust accuracy against test-time lambda", "04_adversarial/pgd.md"),
-]
-
-
-def write_results(profile: str | None = None) -> Path:
-    """DVC stage ``summarize``: gather the tables of every chapter into ``reports/<profile>/RESULTS.md``."""
-    params = load_params(profile)
-    reports = params["reports"]
-    lines = [
-        f"# Results at profile `{params['name']}`",
-        "",
-        f"Generated by `dvc repro` (stage `summarize`) from the tables under `reports/{params['name']}/tables/`;",
-        f"datasets: {', '.join(params['data']['datasets'])}. The executed notebooks in `reports/{params['name']}/notebooks/`",
-        "explain every number. Do not edit by hand.",
-    ]
-    for title, table in RESULT_TABLES:
-        path = reports / "tables" / table
-        lines += ["", f"## {title}", "", path.read_text().strip() if path.exists() else f"(no table: {table} was not produced)"]
-    out = reports / "RESULTS.md"
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    path = Path(root) / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes key.path=value, got {assignment!r}")
+        node, *parents = params, *key.split(".")[:-1]
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"--set {assignment}: params.yaml has no section {part!r} on the way to {key!r}")
+            node = node[part]
+        node[key.split(".")[-1]] = yaml.safe_load(value)
+    parse_params(params, source=f"{path} with {' '.join(assignments)}")
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def run(root: str | Path | None = None, profile: str | None = None, only: list[str] | None = None, dry_run: bool = False) -> list[Stage]:
+    """Run the computing stages (``python -m sdnet...``) of dvc.yaml in order, or those of
+    ``only`` (names, or a name without ``@item`` for all its items); returns the stages run.
+
+    Notebook stages, and stages that read what a notebook writes (``summarize``), are not run
+    here: ``dvc repro`` runs them afterwards, on the outputs written here (after ``dvc commit``
+    has recorded them). ``dry_run`` only prints the plan.
+    """
+    root = repo_root(root)
+    stages = load_stages(root, profile)
+    chosen = [s for s in stages if only is None or s.name in only or s.name.split("@")[0] in only]
+    unknown = set(only or []) - {s.name for s in stages} - {s.name.split("@")[0] for s in stages}
+    if unknown:
+        raise SystemExit(f"no stage {sorted(unknown)} in dvc.yaml; its stages: {', '.join(s.name for s in stages)}")
+    # A stage is left for `dvc repro` if it runs a notebook or reads what such a stage writes.
+    left_outs: list[str] = []
+    computing, left = [], []
+    for stage in stages:
+        reads_left = any(dep == out or dep.startswith(out + "/") or out.startswith(dep + "/") for dep in stage.deps for out in left_outs)
+        if stage.notebook or reads_left:
+            left_outs += stage.outs
+            if stage in chosen:
+                left.append(stage.name)
+        elif stage in chosen:
+            computing.append(stage)
+    for stage in computing:
+        words = shlex.split(stage.cmd)
+        command = [sys.executable, *words[1:]]  # the `python` of dvc.yaml is this interpreter
+        print(f"[{stage.name}] {' '.join(words)}", flush=True)
+        if dry_run:
+            continue
+        tic = time.perf_counter()
+        subprocess.run(command, cwd=root, check=True)
+        print(f"[{stage.name}] done in {time.perf_counter() - tic:.0f} s", flush=True)
+    if left:
+        print(f"left for `dvc repro` (notebooks need Jupyter): {', '.join(left)}", flush=True)
+    return computing
+
+
+def repro(args: list[str], log: str | Path | None = None, root: str | Path | None = None) -> int:
+    """``dvc repro ARGS`` with a readable console: one line per stage (its number, name and time),
+    the whole output kept in ``log`` (default ``logs/repro-<date>.log``), and on failure the end
+    of the output and where the rest is. Returns DVC's exit status."""
+    import datetime
+    import os
+
+    root = repo_root(root)
+    log = Path(log) if log else root / "logs" / f"repro-{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    total = len(load_stages(root))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
+    started, current, count, tail = time.perf_counter(), None, 0, []
+    with log.open("w") as out:
+        process = subprocess.Popen(["dvc", "repro", *args], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in process.stdout:
+            out.write(line)
+            tail = (tail + [line])[-40:]
+            running = re.match(r"Running stage '(.+)'", line)
+            skipped = re.match(r"Stage '(.+)' didn't change, skipping", line)
+            if running or skipped:
+                if current:
+                    print(f"done in {time.perf_counter() - current:.0f} s", flush=True)
+                count += 1
+                name = (running or skipped).group(1)
+                if skipped:
+                    print(f"[{count}/{total}] {name}: up to date", flush=True)
+                    current = None
+                else:
+                    print(f"[{count}/{total}] {name} ... ", end="", flush=True)
+                    current = time.perf_counter()
+        status = process.wait()
+    if current:
+        print(f"{'done' if status == 0 else 'FAILED'} in {time.perf_counter() - current:.0f} s", flush=True)
+    if status:
+        print("".join(tail), end="")
+    print(f"{'dvc repro finished' if status == 0 else 'dvc repro FAILED'} in {time.perf_counter() - started:.0f} s; full log: {log}", flush=True)
+    return status
+
+
+def write_code_deps(root: str | Path | None = None) -> bool:
+    """Rewrite the ``sdnet/...`` lines of every stage's ``deps`` in dvc.yaml to
+    :func:`stage_code` (the rest of the file is left as it is); returns whether anything changed.
+
+    Each stage lists its sdnet files as one run of ``- sdnet/...`` lines (a foreach stage once,
+    for all its items: every item runs the same command)."""
+    root = repo_root(root)
+    path = root / "dvc.yaml"
+    code: dict[str, list[str]] = {}
+    for stage in load_stages(root):
+        code.setdefault(stage.name.split("@")[0], sorted(stage_code(root, stage)))
+    lines, stage, out = path.read_text().splitlines(), None, []
+    for line in lines:
+        header = re.match(r"^  (\w+):\s*$", line)
+        if header:
+            stage = header.group(1)
+        entry = re.match(r"^(\s*)- sdnet/", line)
+        if entry and stage in code:
+            if code[stage] is not None:  # the first line of the run: write the whole list
+                out += [f"{entry.group(1)}- {name}" for name in code[stage]]
+                code[stage] = None
+            continue
+        out.append(line)
+    text = "\n".join(out) + "\n"
+    changed = text != path.read_text()
+    path.write_text(text)
+    return changed
+
+
+@command_line
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Commands run by the DVC pipeline (dvc.yaml).")
+    p = argparse.ArgumentParser(prog="python -m sdnet.pipeline", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train one run on every dataset of the active profile")
-    t.add_argument("run", choices=sorted(RUNS))
-    t.add_argument("--profile", default=None)
-    r = sub.add_parser("results", help="gather the chapters' tables into reports/<profile>/RESULTS.md")
-    r.add_argument("--profile", default=None)
+    r = sub.add_parser("run", help="run the computing stages of dvc.yaml without DVC (e.g. on a remote GPU)")
+    r.add_argument("stages", nargs="*", help="stage names (default: every computing stage), e.g. train@sdnet18 or train")
+    r.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
+    r.add_argument("--dry-run", action="store_true", help="print the commands only")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change params.yaml first, as `dvc exp run -S` does (e.g. profiles.fast.data.datasets=[cifar10-jpeg])")
+    rp = sub.add_parser("repro", help="dvc repro with one line per stage and the full output in a log file")
+    rp.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to dvc repro")
+    rp.add_argument("--log", default=None, help="default: logs/repro-<date>.log")
+    d = sub.add_parser("deps", help="print the sdnet files each stage imports, and where dvc.yaml differs")
+    d.add_argument("--write", action="store_true", help="rewrite the sdnet lines of dvc.yaml's deps to match")
     args = p.parse_args(argv)
-    if args.command == "train":
-        run_training(args.run, args.profile)
-    else:
-        print(write_results(args.profile))
+    if args.command == "run":
+        if args.set:
+            set_params(repo_root(), args.set)
+        run(profile=args.profile, only=args.stages or None, dry_run=args.dry_run)
+        return
+    if args.command == "repro":
+        raise SystemExit(repro(args.dvc_args, args.log))
+    root = repo_root()
+    if args.write:
+        print("dvc.yaml updated" if write_code_deps(root) else "dvc.yaml was up to date")
+    wrong = 0
+    for stage in load_stages(root):
+        needed, declared = stage_code(root, stage), declared_code(root, stage)
+        wrong += needed != declared
+        print(f"{stage.name}: {'ok' if needed == declared else 'DIFFERS'} ({len(needed)} sdnet files)")
+        for label, files in (("missing from dvc.yaml", needed - declared), ("listed but not imported", declared - needed)):
+            if files:
+                print(f"  {label}: {', '.join(sorted(files))}")
+    if wrong:
+        raise SystemExit(f"{wrong} stage(s) differ: run `python -m sdnet.pipeline deps --write`")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Training: one function, :func:`train`, and its command line.
 
     python -m sdnet.train --out runs/sdnet18 --model sdnet18 --dataset cifar10 --epochs 220
-    python -m sdnet.train --out runs/sdnet18 --params params.yaml --section profiles.paper.train
+    python -m sdnet.train --out runs/sdnet18 --profile paper --run sdnet18 --dataset cifar100
     torchrun --nproc_per_node=8 -m sdnet.train --out runs/in1k --recipe imagenet --data-root /imagenet
 
 The loop reads top to bottom: data -> model -> optimiser -> per epoch {train, evaluate, write
@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -34,15 +36,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdnet import checkpoint
-from sdnet.config import RECIPES, ConfigError, TrainConfig, recipe
-from sdnet.evaluate import autocast_for, evaluate, metrics_from_sums, resolve_device
+from sdnet.config import RECIPES, ConfigError, SdnetError, TrainConfig, command_line, recipe
+from sdnet.evaluate import autocast_for, evaluate, resolve_device
 from sdnet.models import count_parameters
+from sdnet.provenance import code_fingerprint, data_fingerprint
+from sdnet.study import json_ready, write_json
 
 # Parameters that do not change the result: a checkpoint made with other values still resumes.
 _RESUME_NEUTRAL = {"progress", "eval_every", "workers", "device", "compile"}
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(SdnetError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -102,21 +106,34 @@ def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
 # ---------------------------------------------------------------------------------------------
 
 
-def make_loaders(cfg: TrainConfig, device: torch.device, ddp: Dist, channels_last: bool):
-    """Train and test loaders, the number of classes, the dataset's display name and the stem."""
+@dataclasses.dataclass
+class Data:
+    """What a run trains and tests on: loaders, number of classes, display name, stem, and a
+    fingerprint of the images (a checkpoint made on other data is not resumed)."""
+
+    train: Any
+    test: Any
+    num_classes: int
+    name: str
+    stem: str
+    fingerprint: str
+
+
+def make_loaders(cfg: TrainConfig, device: torch.device, ddp: Dist, channels_last: bool) -> Data:
     if cfg.dataset == "imagenet":
         from sdnet.data.imagenet import imagenet_loaders
 
         train_loader, test_loader = imagenet_loaders(cfg.data_root, cfg.batch_size, workers=cfg.workers, distributed=ddp.world_size > 1, seed=cfg.seed)
         classes = train_loader.dataset.classes
-        return train_loader, test_loader, len(classes), "ImageNet-1k", "imagenet"
+        listing = f"{len(train_loader.dataset)} {len(test_loader.dataset)} {classes}"  # too large to hash its pixels
+        return Data(train_loader, test_loader, len(classes), "ImageNet-1k", "imagenet", hashlib.sha256(listing.encode()).hexdigest()[:16])
     from sdnet.data import DeviceLoader, load_dataset
 
-    train_set, test_set = load_dataset(cfg.dataset, cfg.data_root, verify=cfg.verify, seed=cfg.seed, limit=cfg.limit)
+    train_set, test_set = load_dataset(cfg.dataset, cfg.data_root, verify=cfg.verify, limit=cfg.limit)
     common = dict(device=device, seed=cfg.seed, rank=ddp.rank, world_size=ddp.world_size, channels_last=channels_last)
     train_loader = DeviceLoader(train_set, cfg.batch_size, train=True, **common)
     test_loader = DeviceLoader(test_set, max(cfg.batch_size, 500), train=False, **common)
-    return train_loader, test_loader, len(train_set.classes), train_set.name, "cifar"
+    return Data(train_loader, test_loader, len(train_set.classes), train_set.name, "cifar", data_fingerprint(train_set, test_set))
 
 
 def set_epoch(loader, epoch: int) -> None:
@@ -139,14 +156,15 @@ def _progress(iterable, enabled: bool, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
-def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    now = cfg.to_dict()
-    diff = {k: (saved.get(k), v) for k, v in now.items() if k not in _RESUME_NEUTRAL and saved.get(k) != v}
-    if diff:
-        detail = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-        raise checkpoint.CheckpointError(
-            f"{path} was made with other parameters ({detail}). Delete it to start over, or use another output folder."
-        )
+def _stale_reasons(saved: dict[str, Any], cfg: TrainConfig, provenance: dict[str, str]) -> list[str]:
+    """Why a checkpoint cannot be resumed by this run: other parameters, code or data."""
+    now, before = cfg.to_dict(), saved["config"]
+    changed = {k: (before.get(k), v) for k, v in now.items() if k not in _RESUME_NEUTRAL and before.get(k) != v}
+    reasons = [f"parameters ({'; '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())})"] if changed else []
+    for key, what in (("code", "the sdnet code it ran"), ("data", "the data")):
+        if saved.get("provenance", {}).get(key) != provenance[key]:
+            reasons.append(f"{what} (fingerprint {saved.get('provenance', {}).get(key)} -> {provenance[key]})")
+    return reasons
 
 
 def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
@@ -158,8 +176,11 @@ def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: TrainConfig, out: str | Path) -> dict[str, Any]:
+def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.dataset``, writing checkpoint, curves and metrics to ``out``.
+
+    A checkpoint in ``out`` made by another run (``StaleCheckpoint``) is an error, or, with
+    ``restart_stale`` (the pipeline's choice), discarded with a message.
 
     Restarted with the same ``cfg`` and ``out``, it resumes from the last completed epoch; on CPU
     with the same seed the final result is identical to an uninterrupted run.
@@ -176,21 +197,34 @@ def train(cfg: TrainConfig, out: str | Path) -> dict[str, Any]:
     if cuda:
         torch.backends.cudnn.benchmark = True
 
-    train_loader, test_loader, num_classes, dataset_name, stem = make_loaders(cfg, device, ddp, channels_last)
-    arch = checkpoint.architecture(cfg.model, num_classes, stem, lam=cfg.lam, n_steps=cfg.n_steps, shortcut=cfg.shortcut, width=cfg.width)
+    data = make_loaders(cfg, device, ddp, channels_last)
+    train_loader, test_loader = data.train, data.test
+    arch = checkpoint.architecture(cfg.model, data.num_classes, data.stem, lam=cfg.lam, n_steps=cfg.n_steps, shortcut=cfg.shortcut, width=cfg.width)
     model = checkpoint.build_from(arch).to(device, memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
 
+    # What the result depends on besides the parameters: a checkpoint made by other code or on
+    # other data is not this run's, even when the parameters match.
+    provenance = {"code": code_fingerprint("sdnet.train"), "data": data.fingerprint}
     ckpt_path, start_epoch, history, train_time, images_seen = out / "checkpoint.pt", 0, [], 0.0, 0
-    if ckpt_path.exists():
-        saved = checkpoint.load(ckpt_path)
-        _check_resumable(saved["config"], cfg, ckpt_path)
+    checkpoint.remove_temporaries(ckpt_path)  # left by a run killed while it was saving
+    saved = checkpoint.load(ckpt_path) if ckpt_path.exists() else None
+    if saved is not None and (reasons := _stale_reasons(saved, cfg, provenance)):
+        message = f"{ckpt_path} was made by another run: other {' and '.join(reasons)}"
+        if not restart_stale:
+            raise checkpoint.StaleCheckpoint(f"{message}. Delete it to start over, or use another output folder.")
+        print(f"{message}: training from scratch", flush=True)
+        for stale in out.iterdir():
+            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
+        saved = None
+    if saved is not None:
         checkpoint.load_weights(model, saved, expected_arch=arch)
         optimizer.load_state_dict(saved["optimizer"])
         start_epoch, history = saved["epoch"], saved["history"]
         train_time, images_seen = saved["train_time"], saved["images_seen"]
         if ddp.main:
-            print(f"resuming {out} from epoch {start_epoch}/{cfg.epochs}")
+            _write_history(history, out / "history.csv")  # the checkpoint's, whatever a killed run left
+            print(f"resuming {out} from epoch {start_epoch}/{cfg.epochs}", flush=True)
 
     step_model: nn.Module = model
     if ddp.world_size > 1:
@@ -201,7 +235,7 @@ def train(cfg: TrainConfig, out: str | Path) -> dict[str, Any]:
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise ConfigError(f"batch_size {cfg.batch_size} is larger than the training set: lower it")
-    epochs = _progress(range(start_epoch, cfg.epochs), cfg.progress and ddp.main, desc=f"{cfg.model} on {dataset_name}", unit="epoch", initial=start_epoch, total=cfg.epochs)
+    epochs = _progress(range(start_epoch, cfg.epochs), cfg.progress and ddp.main, desc=f"{cfg.model} on {data.name}", unit="epoch", initial=start_epoch, total=cfg.epochs)
     for epoch in epochs:
         set_epoch(train_loader, epoch)
         step_model.train()
@@ -228,51 +262,47 @@ def train(cfg: TrainConfig, out: str | Path) -> dict[str, Any]:
         if cuda:
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - tic
-        if not math.isfinite(loss_sum):
-            kept = f"the last good checkpoint (epoch {start_epoch if not history else history[-1]['epoch']}) is kept in {ckpt_path}" if ckpt_path.exists() else "no checkpoint was written"
-            raise TrainingDiverged(f"training diverged: the loss became {loss_sum / n} in epoch {epoch + 1}; {kept}. Lower the learning rate or lambda and restart.")
+        # Cross-entropy starts near ln(classes); far above it (or not finite) the run has diverged,
+        # and a checkpoint of it would only be resumed into more nonsense.
+        if not math.isfinite(loss_sum) or loss_sum / n > max(10.0, 10 * math.log(data.num_classes)):
+            kept = f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept in {ckpt_path}" if history else "no checkpoint was written"
+            raise TrainingDiverged(
+                f"training diverged: the mean training loss was {loss_sum / n:.4g} in epoch {epoch + 1}; {kept} and no metrics "
+                "were written. Lower the learning rate (or lambda) and run again."
+            )
         train_time += seconds
         images_seen += int(n)
 
         row: dict[str, Any] = dict(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], train_loss=loss_sum / n, train_top1=100 * correct / n, epoch_seconds=seconds, images_per_second=n / seconds)
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            row.update({f"test_{k}": v for k, v in _evaluate(model, test_loader, device, cfg, ddp, channels_last).items() if k != "n"})
+            test = evaluate(model, test_loader, device=device, bf16=cfg.bf16, channels_last=channels_last, distributed=ddp.world_size > 1)
+            row.update({f"test_{k}": v for k, v in test.items() if k != "n"})
         history.append(row)
         if hasattr(epochs, "set_postfix"):
             epochs.set_postfix(loss=f"{row['train_loss']:.3f}", test_top1=f"{row.get('test_top1', float('nan')):.2f}")
-        if ddp.main:
-            _write_history(history, out / "history.csv")
+        if ddp.main:  # the checkpoint first: history.csv never runs ahead of it
             checkpoint.save_atomic(
                 dict(format=checkpoint.FORMAT, config=cfg.to_dict(), arch=arch, epoch=epoch + 1, model=model.state_dict(),
                      solver=checkpoint.solver_state(model), optimizer=optimizer.state_dict(), history=history,
-                     train_time=train_time, images_seen=images_seen, dataset=dataset_name),
+                     train_time=train_time, images_seen=images_seen, dataset=data.name, provenance=provenance),
                 ckpt_path,
             )
+            _write_history(history, out / "history.csv")
 
     final = history[-1]
     metrics = dict(
-        model=cfg.model, dataset=dataset_name, epochs=cfg.epochs, top1=final["test_top1"], top5=final["test_top5"], loss=final["test_loss"],
+        model=cfg.model, dataset=data.name, epochs=cfg.epochs, seed=cfg.seed, top1=final["test_top1"], top5=final["test_top5"], loss=final["test_loss"],
         train_loss=final["train_loss"], train_seconds=train_time, images_per_second=images_seen / train_time if train_time else None,
-        parameters=count_parameters(model), device=str(device), world_size=ddp.world_size, lam=cfg.lam, n_steps=cfg.n_steps,
+        parameters=count_parameters(model), device=str(device), threads=torch.get_num_threads(), world_size=ddp.world_size,
+        lam=cfg.lam, n_steps=cfg.n_steps, **provenance,
     )
     if ddp.main:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(out / "metrics.json", metrics)
     return metrics
 
 
-def _evaluate(model, loader, device, cfg: TrainConfig, ddp: Dist, channels_last: bool) -> dict[str, float]:
-    """Test metrics; with several processes each evaluates its shard and the sums are combined."""
-    metrics = evaluate(model, loader, device=device, bf16=cfg.bf16, channels_last=channels_last)
-    if ddp.world_size == 1:
-        return metrics
-    n = metrics["n"]
-    sums = torch.tensor([metrics["top1"] * n / 100, metrics["top5"] * n / 100, metrics["loss"] * n, n], dtype=torch.float64, device=device)
-    dist.all_reduce(sums)
-    return metrics_from_sums(sums)
-
-
 # ---------------------------------------------------------------------------------------------
-# Command line: every TrainConfig field is a flag; --params/--section read a params.yaml section
+# Command line: every TrainConfig field is a flag; --profile/--run start from a pipeline run
 # ---------------------------------------------------------------------------------------------
 
 
@@ -286,27 +316,28 @@ def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path]:
     p = argparse.ArgumentParser(description="Train a ResNet/SDNet (defaults: the paper's CIFAR recipe).")
     p.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, history.csv, metrics.json)")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a named recipe")
-    p.add_argument("--params", type=Path, help="a params.yaml file")
-    p.add_argument("--section", default="train", help="dotted key of the training section in --params")
+    p.add_argument("--profile", help="start from a run of this profile of params.yaml, as its train@<run> stage does (with --run)")
+    p.add_argument("--run", help="the run (params.yaml `runs:`) to take from --profile")
     for f in dataclasses.fields(TrainConfig):
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_parse_value, default=argparse.SUPPRESS, metavar="V")
     args = vars(p.parse_args(argv))
-    out, recipe_name, params, section = args.pop("out"), args.pop("recipe"), args.pop("params"), args.pop("section")
-    values: dict[str, Any] = {}
-    if params:
-        import yaml
+    out, recipe_name, profile, run = args.pop("out"), args.pop("recipe"), args.pop("profile"), args.pop("run")
+    if (profile is None) != (run is None):
+        raise ConfigError("--profile and --run go together: --profile paper --run sdnet18")
+    if profile is not None:
+        if recipe_name:
+            raise ConfigError("--recipe and --profile are two starting points: give one")
+        from sdnet.study import load_study
 
-        node = yaml.safe_load(params.read_text())
-        for key in section.split("."):
-            if not isinstance(node, dict) or key not in node:
-                raise ConfigError(f"{params} has no section {section!r}")
-            node = node[key]
-        values.update(node)
-    values.update(args)
-    cfg = recipe(recipe_name, **values) if recipe_name else TrainConfig.from_dict(values)
+        # The stage's own values (the run's architecture, the profile's data and training values),
+        # for the first dataset and seed unless --dataset/--seed say otherwise; then the flags.
+        base = load_study(profile).train_config(run, args.get("dataset"), args.get("seed"))
+        return TrainConfig.from_dict({**base.to_dict(), **args}), out
+    cfg = recipe(recipe_name, **args) if recipe_name else TrainConfig.from_dict(args)
     return cfg, out
 
 
+@command_line
 def main(argv: list[str] | None = None) -> None:
     cfg, out = config_from_args(argv)
     try:
@@ -315,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
     if int(os.environ.get("RANK", 0)) == 0:
-        print(json.dumps(metrics, indent=2))
+        print(json.dumps(json_ready(metrics), indent=2))
 
 
 if __name__ == "__main__":

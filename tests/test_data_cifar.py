@@ -74,10 +74,13 @@ def test_cifar100_mini_uses_the_fine_labels():
 
 
 @needs_mini
-def test_limit_keeps_the_first_images():
+def test_limit_keeps_a_class_balanced_subset_in_order():
     full, _ = load_dataset("cifar10", MINI, verify=False)
     train, test = load_dataset("cifar10", MINI, verify=False, limit=100)
-    assert (len(train), len(test)) == (100, 100) and torch.equal(train.images, full.images[:100])
+    assert (len(train), len(test)) == (100, 100)
+    assert train.labels.bincount(minlength=10).tolist() == [10] * 10 and test.labels.bincount(minlength=10).tolist() == [10] * 10
+    chosen = full.balanced_indices(100)
+    assert torch.equal(train.images, full.images[chosen]) and bool((chosen.diff() > 0).all())  # in the split's order
 
 
 # --- damaged and missing files ------------------------------------------------------------------

@@ -157,3 +157,15 @@ def test_imageset_subset_and_validation():
         ImageSet(data.images.float(), data.labels, ["c"], "x")
     with pytest.raises(ValueError, match="labels must have shape"):
         ImageSet(data.images, data.labels[:3], ["c"], "x")
+
+
+def test_a_balanced_subset_of_a_split_sorted_by_class():
+    """The JPEG copy is stored class by class: its first 4000 images are 4000 airplanes."""
+    labels = torch.arange(10).repeat_interleave(50)  # sorted by class, 50 each
+    data = ImageSet(torch.zeros(500, 3, 2, 2, dtype=torch.uint8), labels, [str(c) for c in range(10)], "sorted")
+    assert data.subset(40).labels.bincount(minlength=10).tolist() == [40] + [0] * 9
+    subset = data.balanced(43)
+    assert subset.labels.bincount(minlength=10).tolist() == [5, 5, 5] + [4] * 7
+    uneven = ImageSet(torch.zeros(12, 3, 2, 2, dtype=torch.uint8), torch.tensor([0] * 10 + [1] * 2), ["a", "b"], "uneven")
+    assert uneven.balanced(8).labels.bincount().tolist() == [6, 2]  # a short class gives all it has
+    assert len(data.balanced(1000)) == 500 and len(data.balanced(0)) == 0

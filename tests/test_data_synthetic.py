@@ -26,8 +26,9 @@ def test_deterministic_in_the_seed_and_prefix_stable(sets):
     assert torch.equal(again.images, train.images[:1500]) and torch.equal(again.labels, train.labels[:1500])
     assert not torch.equal(generate(BLOCK, seed=1).images, train.images[:BLOCK])
     assert not torch.equal(test.images, train.images[:1000])  # train and test are different draws
-    limited, _ = load_dataset("synthetic", limit=300)
-    assert torch.equal(limited.images, train.images[:300])
+    limited, _ = load_dataset("synthetic", limit=300)  # a class-balanced subset, as on every dataset
+    assert torch.equal(limited.images, train.subset(train.balanced_indices(300)).images)
+    assert limited.labels.bincount().tolist() == [30] * 10
 
 
 def test_image_like_statistics(sets):

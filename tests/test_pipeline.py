@@ -1,8 +1,13 @@
-"""The whole pipeline on real photographs: CIFAR-10/100 (the exact pixels of ../shared/data/cifar-mini).
+"""The whole pipeline, end to end, as the README's remote-GPU workflow runs it, dry-run on a CPU.
 
-The repository is copied to a temporary folder, params.yaml gets a tiny profile that points the
-data root at the mini set (official checksum verification off, since those files are subsets),
-and `dvc repro` runs every stage and every notebook. Skipped when ../shared/data is absent.
+The repository is copied to a temporary folder. The `fast` profile (the one-GPU study) is run
+with tiny sizes set from the command line: first `python -m sdnet.pipeline run` (no DVC, no
+Jupyter: what a bare GPU box runs), then `dvc commit` records what it wrote and `dvc repro` runs
+only the chapters' notebooks on it. So a GPU run cannot fail on a typo in the profile, a stage or
+the runner. The data are real CIFAR-10/100 pixels (../shared/data/cifar-mini, official checksum
+verification off since those files are subsets) when present, else the embedded synthetic set.
+Afterwards `dvc status` must be clean, and touching a module must make exactly the stages that
+import it out of date.
 """
 
 import json
@@ -13,60 +18,86 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from sdnet.pipeline import load_stages, stage_code
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT.parent / "shared" / "data" / "cifar-mini"
-
-pytestmark = pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data/cifar-mini is not present")
-
-TINY = {
-    "data": {"datasets": ["cifar10", "cifar100"], "root": str(MINI), "verify": False, "limit": None},
-    "train": {"runs": ["resnet18", "sdnet18", "sdnet18_all_noshortcut"], "width": 8, "epochs": 1, "batch_size": 128, "lr": 0.05,
-              "momentum": 0.9, "nesterov": True, "weight_decay": 0.0005, "schedule": "cosine", "eta_min": 0.000001, "lam": 0.1,
-              "n_steps": 2, "seed": 0, "device": "cpu", "progress": False, "per_run": {}},
-    "csc_layer": {"max_steps": 20, "lambdas": [0.0, 0.1, 0.5], "images": 16},
-    "robustness": {"runs": ["resnet18", "sdnet18"], "noises": ["gaussian", "shot", "impulse", "speckle"], "severities": [1, 5],
-                   "lambdas": [0.1, 0.5, 1.0], "test_images": 200, "seed": 0},
-    "adversarial": {"runs": ["resnet18", "sdnet18"], "lambdas": [0.1, 0.5], "linf_eps": [0.0313725490], "l2_eps": [0.5], "steps": 2,
-                    "step_size_fraction": 0.5, "test_images": 64, "seed": 0},
-    "visualize": {"images": 2},
-}
+DATA = [f"profiles.fast.data.datasets=[cifar10,cifar100]", f"profiles.fast.data.root={MINI}", "profiles.fast.data.verify=false"] if MINI.is_dir() \
+    else ["profiles.fast.data.datasets=[synthetic]", "profiles.fast.data.limit=256"]
+# The fast profile as it is, shrunk to seconds: only sizes change, every section stays.
+TINY = DATA + [
+    "profiles.fast.train.width=4", "profiles.fast.train.epochs=1", "profiles.fast.train.warmup_epochs=0",
+    "profiles.fast.train.batch_size=128", "profiles.fast.train.per_run={}", "profiles.fast.train.device=cpu",
+    "profiles.fast.train.progress=false", "profiles.fast.csc_layer.images=8", "profiles.fast.csc_layer.max_steps=10",
+    "profiles.fast.robustness.severities=[1,5]", "profiles.fast.robustness.lambdas=[0.1,0.5,1.0]", "profiles.fast.robustness.test_images=60",
+    "profiles.fast.adversarial.lambdas=[0.1,0.5]", "profiles.fast.adversarial.steps=2", "profiles.fast.adversarial.test_images=30",
+    "profiles.fast.adversarial.linf_eps=[0.03,0.5]", "profiles.fast.adversarial.l2_eps=[0.5,20.0]", "profiles.fast.visualize.images=2",
+    "profile=fast",
+]
 
 
 def skip_local_state(folder: str, names: list[str]) -> set[str]:
-    """What the copy leaves out: the virtualenv, git and DVC state, results, and the top-level
-    data/ folder (not sdnet/data, the package's data module)."""
-    local = {".venv", ".git", ".dvc", "reports", "dvc.lock", "__pycache__", ".pytest_cache"}
+    """What the copy leaves out: the virtualenv, git and DVC state, results, logs, and the
+    top-level data/ folder (not sdnet/data, the package's data module)."""
+    local = {".venv", ".git", ".dvc", "reports", "dvc.lock", "__pycache__", ".pytest_cache", "logs"}
     return {n for n in names if n in local or (Path(folder) == ROOT and n == "data")}
 
 
-def test_dvc_repro_on_cifar_mini(tmp_path):
+def test_the_pipeline_runs_on_a_bare_box_then_dvc_finishes_it(tmp_path):
     work = tmp_path / "repo"
     shutil.copytree(ROOT, work, ignore=skip_local_state)
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["profile"] = "mini"
-    params["profiles"]["mini"] = TINY
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(work)}
+
+    # 1. The bare box: the computing stages, with the profile changed from the command line.
+    runner = [sys.executable, "-m", "sdnet.pipeline", "run", "--profile", "fast", *(f"--set={s}" for s in TINY)]
+    result = subprocess.run(runner, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "left for `dvc repro`" in result.stdout
+    reports = work / "reports" / "fast"
+    datasets = ["cifar10", "cifar100"] if MINI.is_dir() else ["synthetic"]
+    for run in ["resnet18", "sdnet18", "sdnet18_all", "sdnet18_all_noshortcut"]:
+        summary = json.loads((reports / "train" / f"{run}.json").read_text())
+        assert summary["trained"] and set(summary["datasets"]) == set(datasets)
+    if MINI.is_dir():
+        assert summary["datasets"]["cifar10"]["seeds"]["0"]["dataset"] == "CIFAR-10"
+    assert json.loads((reports / "train" / "sdnet34.json").read_text())["trained"] is False  # listed, not run
+    assert not (reports / "notebooks").exists()  # the notebooks are for dvc repro, with Jupyter
+
+    # 2. Back on a machine with DVC: record what the runner wrote, then let DVC run the rest.
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=work, env=env, check=True)
-    result = subprocess.run([*dvc, "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    computing = [line[1:].split("]")[0] for line in result.stdout.splitlines() if line.startswith("[") and "done in" not in line]
+    commit = subprocess.run([*dvc, "commit", "-f", *computing], cwd=work, env=env, capture_output=True, text=True)
+    assert commit.returncode == 0, commit.stdout[-3000:] + commit.stderr[-3000:]
+    repro = subprocess.run([*dvc, "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    ran = {line.split("'")[1] for line in repro.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"explain_layer", "tabulate_accuracy", "tabulate_noise", "tabulate_attacks", "visualize", "summarize"}, ran
 
-    reports = work / "reports" / "mini"
-    for run in TINY["train"]["runs"]:
-        summary = json.loads((reports / "metrics" / f"train_{run}.json").read_text())
-        assert set(summary["datasets"]) == {"cifar10", "cifar100"} and summary["trained"]
-        assert summary["datasets"]["cifar10"]["dataset"] == "CIFAR-10"
-    assert json.loads((reports / "metrics" / "train_sdnet34.json").read_text())["trained"] is False  # listed, not run
     for nb in ["01_csc_layer", "02_classification", "03_noise_robustness", "04_adversarial", "05_visualization"]:
-        assert (reports / "notebooks" / f"{nb}.ipynb").is_file()
+        assert (reports / "notebooks" / f"{nb}.ipynb").is_file() and (reports / "tables" / nb / "verdict.md").is_file()
     table1 = (reports / "tables" / "02_classification" / "table1.md").read_text()
-    assert "CIFAR-100" in table1 and "not run at profile 'mini'" in table1
-    results = (reports / "RESULTS.md").read_text()
-    assert "CIFAR-10" in results and "PGD" in results
-    # A second `dvc repro` would do nothing. (Only dvc.yaml's stages: data.dvc pins the official
-    # CIFAR files, which are not in data/ here, so DVC rightly reports that one as missing.)
+    assert "not run at this profile: resnet34 on" in table1
+    assert ("CIFAR-100" in table1) == MINI.is_dir()
+    attacks = (reports / "results" / "attacks" / "attacks.csv").read_text()
+    assert "apgd-dlr" in attacks and "worst case" in attacks
+    assert "worst case" in (reports / "RESULTS.md").read_text()
+
+    # 3. Nothing left to do (only dvc.yaml's stages: data.dvc pins the official CIFAR files,
+    #    which are not in data/ here, so DVC rightly reports that one as missing).
     status = subprocess.run([*dvc, "status", "dvc.yaml"], cwd=work, env=env, capture_output=True, text=True)
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
+
+    # 4. Touching a module makes exactly the stages that import it (directly or not) out of date.
+    stages = load_stages(work)
+    for module in ["sdnet/adaptive.py", "sdnet/attacks.py", "sdnet/analysis.py", "sdnet/paper.py", "sdnet/train.py", "sdnet/viz.py"]:
+        original = (work / module).read_text()
+        (work / module).write_text(original + "\n# touched\n")
+        status = subprocess.run([*dvc, "status", "dvc.yaml", "--json"], cwd=work, env=env, capture_output=True, text=True)
+        (work / module).write_text(original)
+        stale = set(json.loads(status.stdout))
+        expected = {s.name for s in stages if module in stage_code(work, s)}
+        assert expected and stale == expected, (module, stale, expected)

@@ -124,13 +124,16 @@ def _diverge_after_one_epoch(out) -> None:
         t.learning_rate = original
 
 
-def test_cli_reads_a_params_section_and_flags(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("profiles:\n  mine:\n    train:\n      model: resnet18\n      epochs: 3\n")
-    cfg, out = config_from_args(["--out", str(tmp_path / "o"), "--params", str(params), "--section", "profiles.mine.train", "--epochs", "5", "--lam", "0.3"])
-    assert (cfg.model, cfg.epochs, cfg.lam) == ("resnet18", 5, 0.3)
-    with pytest.raises(ConfigError, match="no section"):
-        config_from_args(["--out", "o", "--params", str(params), "--section", "profiles.other"])
+def test_cli_takes_a_pipeline_run_and_flags(tmp_path, monkeypatch):
+    # The documented `--profile paper --run sdnet18`, from the repository's own params.yaml.
+    cfg, out = config_from_args(["--out", str(tmp_path / "o"), "--profile", "paper", "--run", "sdnet18_all_noshortcut", "--dataset", "cifar100", "--epochs", "5", "--lam", "0.3"])
+    assert (cfg.model, cfg.shortcut, cfg.dataset, cfg.epochs, cfg.lam, cfg.width) == ("sdnet18_all", False, "cifar100", 5, 0.3, 64)
+    with pytest.raises(ConfigError, match="go together"):
+        config_from_args(["--out", "o", "--profile", "paper"])
+    with pytest.raises(ConfigError, match="unknown run"):
+        config_from_args(["--out", "o", "--profile", "paper", "--run", "sdnet19"])
+    with pytest.raises(ConfigError, match="profile 'papr' is not in"):
+        config_from_args(["--out", "o", "--profile", "papr", "--run", "sdnet18"])
 
 
 def _free_port() -> int:

@@ -39,9 +39,10 @@ def load_dataset(
 
     ``root``: the folder holding the dataset files (not used by "synthetic"); ``verify``: check
     the files against the official md5s (CIFAR) or the known archive (JPEG copy) and refuse
-    others; ``download``: fetch the official CIFAR archive when files are missing (the JPEG copy has no
-    download); ``seed``: of
-    the "synthetic" dataset; ``limit``: keep only the first ``limit`` images of each split.
+    others; ``download``: fetch the official CIFAR archive when files are missing (the JPEG copy
+    has no download); ``seed``: of the "synthetic" dataset (a property of the data, not of a
+    training run); ``limit``: keep a class-balanced subset of ``limit`` images of each split
+    (:meth:`ImageSet.balanced`).
 
     Raises ValueError for an unknown name, FileNotFoundError (saying where it looked and how to
     get the data) for missing files, DataError for corrupt or unofficial files.
@@ -53,9 +54,7 @@ def load_dataset(
     if name == "synthetic":
         from sdnet.data.synthetic import make_synthetic
 
-        # the synthetic set is prefix-stable: generating `limit` images equals truncating
-        n_train, n_test = 10_000, 2_000
-        train, test = make_synthetic(min(n_train, limit or n_train), min(n_test, limit or n_test), seed=seed)
+        train, test = make_synthetic(10_000, 2_000, seed=seed)
     elif name in ("cifar10", "cifar100"):
         from sdnet.data.cifar import load_cifar
 
@@ -65,7 +64,7 @@ def load_dataset(
 
         train, test = load_jpeg_copy(root, verify=verify)
     if limit is not None:
-        train, test = train.subset(limit), test.subset(limit)
+        train, test = train.balanced(limit), test.balanced(limit)
     return train, test
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sdnet.config import SdnetError
 
-class DataError(RuntimeError):
+
+class DataError(SdnetError, RuntimeError):
     """Dataset files are corrupt, truncated, or not the official ones (the message says what to do)."""
 
 
@@ -58,6 +60,35 @@ class ImageSet:
         else:
             index = torch.as_tensor(selection, dtype=torch.long)
         return ImageSet(self.images[index], self.labels[index], list(self.classes), self.name)
+
+    def balanced_indices(self, n: int) -> torch.Tensor:
+        """Indices of a class-balanced selection of ``n`` images, in the split's order.
+
+        Every class gives its first ``n // C`` images (the first ``n % C`` classes one more; a class
+        with too few gives all it has and the others make up the rest), so a subset never depends
+        on how the split happens to be ordered: the first 4000 images of a split sorted by class
+        are 4000 airplanes, ``balanced_indices(4000)`` is 400 of each class. On a split whose
+        labels already cycle through the classes it is simply the first ``n``.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"a balanced subset needs a count >= 0, got {n!r}")
+        n = min(n, len(self))
+        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+        take = [0] * len(counts)
+        while sum(take) < n:  # deal one image per class in turn, skipping exhausted classes
+            for c in range(len(counts)):
+                if sum(take) < n and take[c] < counts[c]:
+                    take[c] += 1
+        rank = torch.empty_like(self.labels)  # each image's position within its class
+        for c in range(len(counts)):
+            members = (self.labels == c).nonzero().squeeze(1)
+            rank[members] = torch.arange(len(members))
+        chosen = rank < torch.tensor(take)[self.labels]
+        return chosen.nonzero().squeeze(1)
+
+    def balanced(self, n: int) -> ImageSet:
+        """A class-balanced subset of ``n`` images (:meth:`balanced_indices`)."""
+        return self.subset(self.balanced_indices(n))
 
     def __repr__(self) -> str:
         n, _, h, w = self.images.shape

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from sdnet.config import command_line
 from sdnet.data.imageset import ImageSet, seeded_generator
 
 PAD = 4  # the paper's crop padding: offsets 0..8 in each direction, 81 positions
@@ -161,6 +162,7 @@ def benchmark(device: str | torch.device = "cpu", n: int = 50_000, batch_size: i
     return epochs * len(loader) * batch_size / (time.perf_counter() - tic)
 
 
+@command_line
 def main(argv: list[str] | None = None) -> None:
     """The command line of ``python -m sdnet.data``."""
     parser = argparse.ArgumentParser(prog="python -m sdnet.data", description="Throughput of the device-resident CIFAR loader.")

@@ -1,0 +1,97 @@
+"""Stage ``attack``: robust accuracy against the test-time lambda, per attack and radius.
+
+    python -m sdnet.stages.attack [--profile quick]
+
+The first seed's ResNet-18 and SDNet-18 are attacked on a class-balanced subset of the test set
+by every attack of ``adversarial.attacks`` at every L-inf and L2 radius, SDNet-18 at every
+test-time lambda (white-box and transfer from its training lambda; :mod:`sdnet.attacks`). A
+gradient-masking check runs the first attack again with twice the steps (and restarts) at the
+largest L-inf radius (the largest L2 one without L-inf radii): a real defence cannot gain from a
+stronger attack.
+
+Writes ``reports/<profile>/results/attacks/``: ``attacks.csv`` (model, norm, eps, attack, lam,
+clean, white_box, transfer; the per-image worst case over the attacks as attack ``worst case``;
+ResNet-18 rows have no lambda), ``stronger.csv`` (the check: lam, steps, restarts, white_box) and
+``about.json``. Chapter 4 reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from sdnet.config import command_line
+from sdnet.study import Study, batches, load_study, write_json
+
+# The heavy imports (torch, pandas, torchattacks) happen inside the functions, so that `main`
+# checks params.yaml first and a bad value fails in a second.
+
+BASELINE, SDNET = "resnet18", "sdnet18"  # the paper's comparison
+BATCH = 128
+
+
+def specs(study: Study, norm: str, eps: float, stronger: bool = False) -> list:
+    """The profile's attacks (:class:`sdnet.attacks.AttackSpec`) at one radius (``stronger``:
+    twice the steps and restarts)."""
+    from sdnet.attacks import AttackSpec
+
+    A = study.adversarial
+    factor = 2 if stronger else 1
+    return [
+        AttackSpec(kind, norm, eps, A.steps * factor, restarts=A.restarts * factor, alpha=A.step_size_fraction * eps)
+        for kind in A.attacks
+    ]
+
+
+def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
+    import pandas as pd
+
+    from sdnet.attacks import attack_vs_lambda
+
+    A = study.adversarial
+    test = study.test_set(A.test_images)
+    data = batches(test.images, test.labels, BATCH)
+    seed = study.train.seeds_for(SDNET)[0]
+    train_lam = study.train_lam(SDNET, seed=seed)
+    lambdas = sorted(set(A.lambdas) | {train_lam})
+    radii = [("Linf", e) for e in A.linf_eps] + [("L2", e) for e in A.l2_eps]
+    options = dict(train_lam=train_lam, num_classes=len(test.classes), seed=A.seed, progress=progress)
+    rows = []
+    for run in (BASELINE, SDNET):
+        model = study.load_model(run, seed=seed)[0].float()
+        for norm, eps in radii:
+            for row in attack_vs_lambda(model, data, lambdas, specs(study, norm, eps), **options):
+                rows.append({"model": run, "norm": norm, "eps": eps, **row})
+    table = pd.DataFrame(rows)
+
+    norm, eps = ("Linf", max(A.linf_eps)) if A.linf_eps else ("L2", max(A.l2_eps))
+    first, twice = specs(study, norm, eps)[0], specs(study, norm, eps, stronger=True)[0]
+    model = study.load_model(SDNET, seed=seed)[0].float()
+    checks = []
+    for spec in (first, twice):
+        for row in attack_vs_lambda(model, data, lambdas, [spec], **options):
+            checks.append({"norm": norm, "eps": eps, "attack": spec.kind, "steps": spec.steps, "restarts": spec.restarts,
+                           "lam": row["lam"], "white_box": row["white_box"]})
+    stronger = pd.DataFrame(checks)
+
+    folder = study.results("attacks")
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "attacks.csv", index=False)
+    stronger.to_csv(folder / "stronger.csv", index=False)
+    write_json(folder / "about.json", {
+        "data": test.name, "test_images": len(test), "seed": seed, "train_lam": train_lam, "lambdas": lambdas,
+        "attacks": [dataclasses.asdict(s) for s in specs(study, *radii[0])], "baseline": BASELINE, "sdnet": SDNET,
+    })
+    return {"attacks": table, "stronger": stronger}
+
+
+@command_line
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Stage attack: robust accuracy vs test-time lambda, per attack and radius.")
+    p.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
+    args = p.parse_args(argv)
+    attack(load_study(args.profile))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The study: params.yaml's active profile, validated, and what every stage and notebook asks of it.
+
+    from sdnet.study import load_study
+    study = load_study()                        # or load_study("cpu"); every section is validated
+    model, ckpt = study.load_model("sdnet18")   # the checkpoint the `train@sdnet18` stage wrote
+    test = study.test_set(1000)                 # a class-balanced subset of the chapters' test set
+    study.save_table(df, "03_noise_robustness", "summary")      # CSV + Markdown
+    study.write_metrics("noise_robustness", {...})             # JSON, NaN written as null
+
+Everything lives under ``reports/<profile>/``:
+
+    models/<run>/<dataset>/seed<k>/   checkpoint.pt, history.csv, metrics.json (stage train@<run>)
+    train/<run>.json                  the run's metrics per dataset and seed  (stage train@<run>)
+    curves/<run>.csv                  its training curves                     (stage train@<run>)
+    results/<name>/                   what a computing stage produced         (sweep_noise, attack)
+    tables/<chapter>/, figures/<chapter>/, notebooks/, metrics/, RESULTS.md   (the chapters)
+
+The chapters run on the profile's first dataset and on the first seed's models unless they ask
+for more (tables that compare networks use every seed). Loading a study imports no torch: a bad
+parameter fails in a second, before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sdnet.config import ConfigError, Params, TrainConfig, load_params
+
+if TYPE_CHECKING:
+    import torch
+
+CHAPTERS = ("01_csc_layer", "02_classification", "03_noise_robustness", "04_adversarial", "05_visualization")
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The folder holding params.yaml and the sdnet package, searched upwards from ``start`` (the cwd)."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").is_file() and (folder / "sdnet").is_dir():
+            return folder
+    raise FileNotFoundError(f"no params.yaml above {here}: run from inside the sdnet repository")
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN) and numpy/torch
+    scalars made plain, recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, values: Any) -> Path:
+    """Strict JSON (``allow_nan=False`` after :func:`json_ready`), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(json_ready(values), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def batches(images: torch.Tensor, labels: torch.Tensor, size: int = 500) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """uint8 images [N, 3, H, W] as a list of (float images in [0, 1], labels) batches."""
+    x = images.float() / 255
+    return [(x[i : i + size], labels[i : i + size]) for i in range(0, len(x), size)]
+
+
+@dataclass(frozen=True)
+class Study:
+    """The active profile of a validated params.yaml, rooted at the repository ``root``."""
+
+    params: Params
+    root: Path
+
+    # -- the parameters ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.params.profile
+
+    @property
+    def profile(self):
+        return self.params.active
+
+    def __getattr__(self, section: str):
+        """``study.train``, ``study.robustness``, ...: the active profile's sections."""
+        if section.startswith("_"):
+            raise AttributeError(section)
+        try:
+            return getattr(self.params.active, section)
+        except AttributeError:
+            raise AttributeError(f"Study has no attribute or profile section {section!r}") from None
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports" / self.name
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / self.params.active.data.root  # an absolute root stays as it is
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the chapters use: the profile's first."""
+        return self.params.active.data.datasets[0]
+
+    def trained(self, run: str) -> bool:
+        """Whether the active profile trains ``run`` (its ``train.runs``)."""
+        self._check_run(run)
+        return run in self.params.active.train.runs
+
+    def _check_run(self, run: str) -> None:
+        if run not in self.params.runs:
+            raise ConfigError(f"unknown run {run!r}; params.yaml `runs:` has {', '.join(self.params.runs)}")
+
+    def train_config(self, run: str, dataset: str | None = None, seed: int | None = None) -> TrainConfig:
+        """The TrainConfig of ``run`` on ``dataset`` with ``seed``: the profile's shared values, its
+        data section, the run's overrides (``per_run``), then the run's architecture."""
+        self._check_run(run)
+        train, data, spec = self.params.active.train, self.params.active.data, self.params.runs[run]
+        values = {
+            **train.config, "data_root": str(self.data_root), "verify": data.verify, "limit": data.limit,
+            **train.overrides(run),
+            "model": spec.model, "shortcut": spec.shortcut, "dataset": dataset or self.dataset,
+            "seed": train.seeds_for(run)[0] if seed is None else seed,
+        }
+        return TrainConfig.from_dict(values, f"profiles.{self.name}.train")
+
+    # -- models ---------------------------------------------------------------------------------
+    def model_dir(self, run: str, dataset: str | None = None, seed: int | None = None) -> Path:
+        seed = self.params.active.train.seeds_for(run)[0] if seed is None else seed
+        return self.reports / "models" / run / (dataset or self.dataset) / f"seed{seed}"
+
+    def checkpoint(self, run: str, dataset: str | None = None, seed: int | None = None) -> Path:
+        return self.model_dir(run, dataset, seed) / "checkpoint.pt"
+
+    def load_model(self, run: str, dataset: str | None = None, seed: int | None = None, device: str | torch.device | None = None):
+        """``(model, checkpoint)`` of a trained run, in eval mode on ``device`` (default: CUDA when
+        available). Refuses a run the profile does not train, and a checkpoint whose training did
+        not finish."""
+        from sdnet.checkpoint import CheckpointError, load_model
+        from sdnet.evaluate import resolve_device
+
+        if not self.trained(run):
+            raise ConfigError(f"run {run!r} is not trained at profile {self.name!r}: add it to profiles.{self.name}.train.runs")
+        model, ckpt = load_model(self.checkpoint(run, dataset, seed), resolve_device(device or "auto"))
+        if ckpt["epoch"] != ckpt["config"]["epochs"]:
+            raise CheckpointError(f"{self.checkpoint(run, dataset, seed)} stopped at epoch {ckpt['epoch']} of {ckpt['config']['epochs']}: finish it with `dvc repro`")
+        return model, ckpt
+
+    def train_lam(self, run: str, dataset: str | None = None, seed: int | None = None) -> float:
+        """The lambda ``run`` was trained with, read from its checkpoint."""
+        from sdnet.checkpoint import load
+
+        return float(load(self.checkpoint(run, dataset, seed))["config"]["lam"])
+
+    # -- data -----------------------------------------------------------------------------------
+    def datasets(self, dataset: str | None = None):
+        """``(train, test)`` ImageSets of ``dataset`` (default: the chapters') as the profile reads
+        them (root, verification, class-balanced ``limit``)."""
+        from sdnet.data import load_dataset
+
+        data = self.params.active.data
+        return load_dataset(dataset or self.dataset, self.data_root, verify=data.verify, limit=data.limit)
+
+    def test_set(self, images: int | None = None, dataset: str | None = None):
+        """The test split, or a class-balanced subset of ``images`` of it."""
+        test = self.datasets(dataset)[1]
+        return test if images is None or images >= len(test) else test.balanced(images)
+
+    # -- outputs --------------------------------------------------------------------------------
+    def _folder(self, kind: str, chapter: str) -> Path:
+        if chapter not in CHAPTERS:
+            raise ValueError(f"unknown chapter {chapter!r}; the chapters are {CHAPTERS}")
+        folder = self.reports / kind / chapter
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def save_table(self, table, chapter: str, name: str, title: str | None = None):
+        """Write a pandas table as ``tables/<chapter>/<name>.csv`` and ``.md`` (Markdown with an
+        optional bold ``title`` line, as RESULTS.md shows it; NaN as an empty cell); returns the table."""
+        folder = self._folder("tables", chapter)
+        table.to_csv(folder / f"{name}.csv", index=False)
+        markdown = table.astype(object).where(table.notna(), None).to_markdown(index=False, missingval="")
+        (folder / f"{name}.md").write_text((f"**{title}**\n\n" if title else "") + markdown + "\n")
+        return table
+
+    def save_verdict(self, chapter: str, rows: list[dict[str, str]]):
+        """The chapter's verdict: one row per claim of the paper, with columns ``claim``,
+        ``paper``, ``here`` and ``verdict`` (one sentence: does it hold here?). Saved as
+        ``tables/<chapter>/verdict`` (RESULTS.md opens the chapter with it); returns the table."""
+        import pandas as pd
+
+        table = pd.DataFrame(rows, columns=["claim", "paper", "here", "verdict"])
+        return self.save_table(table, chapter, "verdict")
+
+    def save_figure(self, fig, chapter: str, name: str, dpi: int = 120) -> Path:
+        """Save a matplotlib figure as ``figures/<chapter>/<name>.png``."""
+        path = self._folder("figures", chapter) / f"{name}.png"
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        return path
+
+    def write_metrics(self, name: str, values: dict[str, Any]) -> Path:
+        """``metrics/<name>.json`` (strict JSON: NaN becomes null)."""
+        return write_json(self.reports / "metrics" / f"{name}.json", values)
+
+    def results(self, name: str) -> Path:
+        """``results/<name>/``: the folder a computing stage writes and a chapter reads."""
+        return self.reports / "results" / name
+
+
+def load_study(profile: str | None = None, root: str | Path | None = None) -> Study:
+    """The study of the repository at ``root`` (found upwards from the cwd), at ``profile``
+    (default: params.yaml's ``profile``). Every section of every profile is validated first."""
+    root = repo_root(root)
+    return Study(load_params(root / "params.yaml", profile), root)
