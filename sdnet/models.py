@@ -2,7 +2,11 @@
 
 SDNet-18/34 are ResNet-18/34 whose stem conv is a CSC layer followed by BatchNorm, without the
 ReLU (the non-negative shrinkage is the non-linearity). SDNet-18/34-All replace every 3x3 conv of
-the residual blocks as well; 1x1 shortcut projections and the classifier stay ordinary. With
+the residual blocks as well; 1x1 shortcut projections and the classifier stay ordinary. Their
+blocks have no ReLU between the two CSC layers, as in the authors' code
+(``bn2(csc2(bn1(csc1(x))))``, the ReLU only after the sum with the shortcut): the non-negative
+shrinkage is already the non-linearity, and an extra ReLU there makes the network learn much
+more slowly (see :class:`BasicBlock`). With
 ``shortcut=False`` the -All blocks have neither residual connection nor ReLU: the CSC shrinkage is
 then the network's only non-linearity (and every hidden feature can be reconstructed back to the
 image through the dictionaries).
@@ -53,20 +57,32 @@ def csc_conv(**options) -> ConvFactory:
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convs with BatchNorm; ``shortcut=False`` drops the residual path and the ReLUs."""
+    """Two 3x3 convs with BatchNorm; ``shortcut=False`` drops the residual path and the ReLUs.
 
-    def __init__(self, c_in: int, c_out: int, stride: int, conv: ConvFactory, shortcut: bool = True) -> None:
+    ``inner_relu``: the ReLU between ``bn1`` and ``conv2`` of a ResNet block. The -All networks
+    leave it out, as the authors' -All block does (``relu(bn2(csc2(bn1(csc1(x)))) + shortcut(x))``:
+    the non-negative shrinkage of ``csc1`` is the block's inner non-linearity). A ReLU there
+    slows learning a lot: at width 16 on 10,000 CIFAR-10 images (lr 0.05, batch 128, two seeds)
+    the training loss after 100 steps is 2.02 with it, 1.68 without it, 1.64 for SDNet-18.
+    """
+
+    def __init__(
+        self, c_in: int, c_out: int, stride: int, conv: ConvFactory, shortcut: bool = True, inner_relu: bool = True
+    ) -> None:
         super().__init__()
         self.conv1, self.bn1 = conv(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out)
         self.conv2, self.bn2 = conv(c_out, c_out, 3, 1, 1), nn.BatchNorm2d(c_out)
         self.shortcut = shortcut
         self.relu = nn.ReLU(inplace=True) if shortcut else nn.Identity()
+        self.inner_relu = inner_relu
         self.downsample = None
         if shortcut and (stride != 1 or c_in != c_out):
             self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn1(self.conv1(x))
+        if self.inner_relu:
+            out = self.relu(out)
         out = self.bn2(self.conv2(out))
         if not self.shortcut:
             return out
@@ -78,7 +94,8 @@ class ResNet(nn.Module):
     """ResNet with BasicBlocks; the stem and the block convs can be CSC layers.
 
     ``stem="cifar"``: 3x3 stride-1 conv, no max-pool (32x32 inputs). ``stem="imagenet"``: 7x7
-    stride-2 conv and a 3x3 stride-2 max-pool (224x224 inputs).
+    stride-2 conv and a 3x3 stride-2 max-pool (224x224 inputs). ``inner_relu``: the ReLU inside
+    each block (see :class:`BasicBlock`; False for the -All networks).
     """
 
     def __init__(
@@ -91,6 +108,7 @@ class ResNet(nn.Module):
         block_conv: ConvFactory = plain_conv,
         stem_relu: bool = True,
         shortcut: bool = True,
+        inner_relu: bool = True,
         width: int = 64,
         mean=CIFAR_MEAN,
         std=CIFAR_STD,
@@ -108,7 +126,7 @@ class ResNet(nn.Module):
             stage = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                stage.append(BasicBlock(c_in, stage_width, stride, block_conv, shortcut))
+                stage.append(BasicBlock(c_in, stage_width, stride, block_conv, shortcut, inner_relu))
                 c_in = stage_width
             layers.append(nn.Sequential(*stage))
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
@@ -169,6 +187,7 @@ def build(
         block_conv=csc if arch.csc_blocks else plain_conv,
         stem_relu=not arch.csc_stem,
         shortcut=shortcut,
+        inner_relu=not arch.csc_blocks,
         width=width,
         mean=default_mean if mean is None else mean,
         std=default_std if std is None else std,
