@@ -52,6 +52,31 @@ def _torchattacks() -> ModuleType:
     return torchattacks
 
 
+class _ContiguousGradient(torch.autograd.Function):
+    """The identity, whose backward hands back a contiguous (NCHW) gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous()
+
+
+class _AttackView(nn.Module):
+    """``model`` as torchattacks sees it: its input gradient made NCHW, because torchattacks
+    ``.view``s gradients, and a channels_last model (as we train and evaluate them: faster on
+    CPUs and GPUs) gives its input a channels_last gradient."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(_ContiguousGradient.apply(x))
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     """One attack at one radius: ``kind`` (one of :data:`ATTACKS`), ``norm``, ``eps`` (pixel
@@ -80,6 +105,7 @@ class AttackSpec:
     def build(self, model: nn.Module, num_classes: int, seed: int = 0):
         """The torchattacks attack object for ``model``."""
         ta = _torchattacks()
+        model = _AttackView(model)
         if self.kind == "pgd":
             attack = ta.PGD if self.norm == "Linf" else ta.PGDL2
             alpha = self.eps / 4 if self.alpha is None else self.alpha

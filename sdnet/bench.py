@@ -1,7 +1,7 @@
 """Speed: the CSC layer against the convolution it replaces, SDNet against ResNet-18.
 
     python -m sdnet.bench                                # CPU: batch 32, float32
-    python -m sdnet.bench --device cuda --json reports/bench.json   # GPU: batch 128, bf16, channels_last
+    python -m sdnet.bench --device cuda --json reports/bench.json   # GPU: batch 128, bf16
     python -m sdnet.bench --quick                        # a few seconds, tiny sizes (smoke test)
 
 One run measures two things, each as a ratio taken within the run:
@@ -27,7 +27,7 @@ is the median over rounds. On CUDA a sample is a run of back-to-back calls betwe
 (long enough to dwarf the event resolution; host synchronisations inside a call, such as the power
 iteration's convergence test, show up as idle GPU time, as they would in training); on CPU it is
 ``time.perf_counter`` around the calls. The device picks the precision as training does: bf16
-autocast and channels_last on CUDA, float32 on CPU.
+autocast on CUDA, float32 on CPU, and channels_last tensors on both.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def bench_layer(
     shape: dict[str, Any], device: torch.device, batch_size: int, repeats: int, min_sample_s: float, first_layer: bool
 ) -> dict[str, Any]:
     """CSC against conv at one shape: ms per call (forward+backward, forward) and CSC/conv ratios."""
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    fmt = torch.channels_last  # as training runs, on every device
     geometry = (shape["in_channels"], shape["out_channels"], shape["kernel_size"], shape["stride"], shape["padding"])
     conv = nn.Conv2d(*geometry, bias=False)
     csc = CSCConv2d(*geometry, lam=shape["lam"], n_steps=shape["n_steps"], non_negative=shape["non_negative"])
@@ -214,7 +214,7 @@ def bench_models(
 ) -> list[dict[str, Any]]:
     """Training and evaluation steps of each of ``MODELS``: images/s, and relative to ResNet-18."""
     cuda = device.type == "cuda"
-    fmt = torch.channels_last if cuda else torch.contiguous_format
+    fmt = torch.channels_last
     x = torch.rand(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, NUM_CLASSES, (batch_size,), device=device)
     train_cases, eval_cases = {}, {}
@@ -325,7 +325,7 @@ def run_benchmark(
         cuda=torch.version.cuda if cuda else None,
         settings=dict(
             batch_size=batch_size, repeats=repeats, quick=quick, width=width, image_size=image_size,
-            precision="bf16 autocast" if cuda else "float32", channels_last=cuda,
+            precision="bf16 autocast" if cuda else "float32", channels_last=True,
             lam=first["lam"], n_steps=first["n_steps"], non_negative=first["non_negative"],
             optimizer=dict(name="SGD", **SGD),
         ),

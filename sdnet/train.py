@@ -11,8 +11,9 @@ curves, checkpoint}. What it writes to ``out``:
 - ``history.csv``    one row per epoch (loss, accuracy, learning rate, time, images/s)
 - ``metrics.json``   the final numbers (top-1/top-5, loss, wall time, images/s, parameters)
 
-The device decides the fast path: on CUDA the data stays on the GPU, augmentation is batched there,
-the step runs under bf16 autocast with channels_last tensors, optionally torch.compile'd. Under
+The device decides the fast path: the data stays on the device and augmentation is batched there;
+on CUDA the step runs under bf16 autocast, optionally torch.compile'd; tensors are channels_last
+(NHWC) everywhere, which cuDNN and oneDNN (CPUs) both run faster. Under
 ``torchrun`` the same code trains with DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
 """
 
@@ -179,8 +180,9 @@ def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
 def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.dataset``, writing checkpoint, curves and metrics to ``out``.
 
-    A checkpoint in ``out`` made by another run (``StaleCheckpoint``) is an error, or, with
-    ``restart_stale`` (the pipeline's choice), discarded with a message.
+    A checkpoint in ``out`` made by another run (``StaleCheckpoint``: other parameters, code or
+    data) or unreadable is an error, or, with ``restart_stale`` (the pipeline's choice), discarded
+    with a message.
 
     Restarted with the same ``cfg`` and ``out``, it resumes from the last completed epoch; on CPU
     with the same seed the final result is identical to an uninterrupted run.
@@ -191,7 +193,7 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
     device = resolve_device(cfg.device)
     ddp, device = setup_distributed(device)
     cuda = device.type == "cuda"
-    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+    channels_last = cfg.channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(cfg.seed)  # model initialisation (identical on every rank)
     if cuda:
@@ -208,12 +210,14 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
     provenance = {"code": code_fingerprint("sdnet.train"), "data": data.fingerprint}
     ckpt_path, start_epoch, history, train_time, images_seen = out / "checkpoint.pt", 0, [], 0.0, 0
     checkpoint.remove_temporaries(ckpt_path)  # left by a run killed while it was saving
-    saved = checkpoint.load(ckpt_path) if ckpt_path.exists() else None
-    if saved is not None and (reasons := _stale_reasons(saved, cfg, provenance)):
-        message = f"{ckpt_path} was made by another run: other {' and '.join(reasons)}"
+    try:
+        saved = checkpoint.load(ckpt_path) if ckpt_path.exists() else None
+        if saved is not None and (reasons := _stale_reasons(saved, cfg, provenance)):
+            raise checkpoint.StaleCheckpoint(f"{ckpt_path} was made by another run: other {' and '.join(reasons)}")
+    except checkpoint.CheckpointError as error:  # stale, unreadable, or from another sdnet version
         if not restart_stale:
-            raise checkpoint.StaleCheckpoint(f"{message}. Delete it to start over, or use another output folder.")
-        print(f"{message}: training from scratch", flush=True)
+            raise type(error)(f"{error}. Delete it to start over, or use another output folder.") from None
+        print(f"{error}: training from scratch", flush=True)
         for stale in out.iterdir():
             stale.unlink() if stale.is_file() else shutil.rmtree(stale)
         saved = None

@@ -60,10 +60,11 @@ def test_invert_batchnorm_undoes_an_eval_batchnorm():
 def test_reconstruction_refuses_what_is_not_a_pure_chain():
     x = torch.rand(1, 3, 32, 32)
     with_shortcuts = build("sdnet18_all", 10, width=4).eval()
-    with pytest.raises(ValueError, match="layer1.0.conv2.*shortcut=False"):
+    with pytest.raises(ValueError, match="layer1.1.conv1.*shortcut=False"):
         analysis.reconstruct_through_dictionaries(with_shortcuts, x)
-    # the stem and the first block's first layer do read the previous code through a BatchNorm alone
-    assert len(analysis.reconstruct_through_dictionaries(with_shortcuts, x, upto=1)) == 2
+    # the stem and the first block's two layers do read the previous code through a BatchNorm alone
+    # (an -All block has no ReLU inside); the second block reads a residual sum
+    assert len(analysis.reconstruct_through_dictionaries(with_shortcuts, x, upto=2)) == 3
     imagenet_stem = build("sdnet18_all", 10, stem="imagenet", width=4, shortcut=False).eval()
     with pytest.raises(ValueError, match="pooling"):  # the stem's max-pool cannot be undone
         analysis.reconstruct_through_dictionaries(imagenet_stem, torch.rand(1, 3, 64, 64))
