@@ -9,8 +9,9 @@ variables from params.yaml and ``foreach`` loops, as DVC does) rather than resta
 
 *Dependencies.* A stage must rerun when any code it executes changes, so its ``deps`` must list
 every ``sdnet`` module its command or notebook imports, directly or through other modules (also
-imports inside functions: they run when the function does). :func:`code_dependencies` computes
-that set from the source; the test suite checks it against dvc.yaml, and ``deps`` prints it.
+imports inside functions: they run when the function does). :func:`stage_code` computes that set
+from the source (:func:`sdnet.provenance.code_dependencies`); the test suite checks it against
+dvc.yaml, and ``deps`` prints it (``--write`` puts it into dvc.yaml).
 
 *Runner.* On a bare GPU box (no DVC, no Jupyter) :func:`run` executes the stages whose command is
 a ``python -m sdnet...`` command, in dvc.yaml's order, with exactly the commands and outputs of
