@@ -9,6 +9,7 @@ their outputs, which the chapters read.) A change to a module the study runs fai
 until the study is run again.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,18 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sdnet.pipeline import set_params
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "reports" / "cpu" / "dvc.lock"
 CHECKED = ["explain_layer", "tabulate_accuracy", "tabulate_noise", "tabulate_attacks", "summarize"]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not LOCK.is_file(), reason="no committed cpu results")]
-
-
-def _set(params: dict, dotted: str, value) -> None:
-    *parents, last = dotted.split(".")
-    for key in parents:
-        params = params.setdefault(key, {})
-    params[last] = value
 
 
 def test_the_committed_cpu_results_are_those_of_the_committed_code(tmp_path):
@@ -38,12 +34,9 @@ def test_the_committed_cpu_results_are_those_of_the_committed_code(tmp_path):
     shutil.copytree(ROOT, work, ignore=lambda folder, names: {n for n in names if n in local or (Path(folder) == ROOT and n == "data")})
     lock = yaml.safe_load(LOCK.read_text())
     # params.yaml as it was for that run: the values the lock recorded (e.g. the JPEG copy as data)
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    for stage in lock["stages"].values():
-        for key, value in stage.get("params", {}).get("params.yaml", {}).items():
-            _set(params, key, value)
-    assert params["profile"] == "cpu"
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    recorded = {key: value for stage in lock["stages"].values() for key, value in stage.get("params", {}).get("params.yaml", {}).items()}
+    assert recorded["profile"] == "cpu"
+    set_params(work, [f"{key}={json.dumps(value)}" for key, value in recorded.items()])  # JSON is YAML
     shutil.copy(LOCK, work / "dvc.lock")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=work, env=env, check=True)
