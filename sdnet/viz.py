@@ -67,11 +67,14 @@ def plot_layer_reconstructions(
     n_images: int = 4,
     *,
     rescale: bool = False,
+    border: int = 0,
 ) -> Figure:
     """Rows: images; columns: the input, then its reconstruction from each layer's code.
 
     Pixel values are clipped to [0, 1]; ``rescale=True`` min-max scales every image on its own
-    instead, which shows the structure left in low-contrast reconstructions of deep layers.
+    instead, which shows the structure left in low-contrast reconstructions of deep layers. With
+    ``border`` > 0 that range is taken inside a frame of ``border`` pixels, so that the bright
+    edges zero padding leaves on deep reconstructions do not flatten their interior.
     """
     n_images = min(n_images, len(x))
     cols = len(reconstructions) + 1
@@ -81,7 +84,8 @@ def plot_layer_reconstructions(
         for i in range(n_images):
             image = batch[i].detach().float().cpu()
             if rescale:
-                image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
+                inside = image[:, border:image.shape[1] - border, border:image.shape[2] - border]
+                image = (image - inside.min()) / (inside.max() - inside.min()).clamp_min(1e-12)
             image = image.clamp(0, 1).permute(1, 2, 0).numpy()
             axes[i, j].imshow(image if image.shape[-1] == 3 else image.mean(-1), cmap=None if image.shape[-1] == 3 else "gray")
             axes[i, j].axis("off")

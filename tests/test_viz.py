@@ -77,3 +77,17 @@ def test_figures_render(tmp_path):
     assert len(list(tmp_path.glob("*.png"))) == len(figures)
     with pytest.raises(ValueError, match="several models"):
         viz.plot_accuracy_vs_lambda(table)
+
+
+def test_rescaled_reconstructions_take_their_range_inside_the_border():
+    # A faint pattern inside a bright frame (what zero padding leaves on deep reconstructions):
+    # rescaled over the whole image the pattern stays near black, inside the frame it spans [0, 1].
+    pattern = torch.linspace(0, 0.01, 16).reshape(1, 1, 4, 4).expand(1, 3, 4, 4)
+    framed = torch.ones(1, 3, 8, 8)
+    framed[..., 2:6, 2:6] = pattern
+    shown = {}
+    for border in (0, 2):
+        fig = viz.plot_layer_reconstructions(framed, [framed], rescale=True, border=border)
+        shown[border] = torch.from_numpy(fig.axes[1].images[0].get_array().data)[2:6, 2:6]
+    assert shown[0].max() < 0.02
+    assert shown[2].min() == pytest.approx(0) and shown[2].max() == pytest.approx(1)
