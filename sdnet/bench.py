@@ -18,6 +18,14 @@ One run measures two things, each as a ratio taken within the run:
    (``no_grad`` forward), in images/s. Training starts from initialisation, where an SGD step
    moves the dictionaries most and the power iteration needs the most iterations (often all 50
    for the stem), so this is SDNet's costly regime; the mean count is reported with the result.
+3. arithmetic: the multiply-adds of the convolutions and linear layers of each step, counted by
+   ``torch.utils.flop_counter`` (device independent), and the throughput ratio they allow:
+   ResNet-18's FLOPs per image over the model's. A CSC layer with ``n_steps=2`` costs three convs
+   forward (``A^T x``, then ``A z`` and ``A^T r``) where a conv costs one, so SDNet-18-All cannot
+   reach more than about a third of ResNet-18's throughput; the measured ratio beside this bound
+   says how much of the gap is the implementation. The training bound includes the step-size
+   refresh at the measured mean number of power iterations (two batch-1 convs per CSC layer
+   each, a cost spread over the batch).
 
 How it times. Every call first runs untimed (warm-up: the first CSC call does a cold power
 iteration, cuDNN picks its algorithms, the allocator fills its cache). Then the cases being compared
@@ -47,6 +55,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from sdnet.config import RECIPES, command_line
 from sdnet.csc import CSCConv2d, csc_layers
@@ -242,19 +251,66 @@ def bench_models(
 
     train = time_interleaved(train_cases, device, repeats=repeats, min_sample_s=min_sample_s)
     evals = time_interleaved(eval_cases, device, repeats=repeats, min_sample_s=min_sample_s)
-    return [
-        dict(
+    results = []
+    for name in MODELS:
+        # Mean iterations of the step-size refresh per CSC layer and training step (warm-up
+        # steps included); the dictionaries move most early in training, as here.
+        iterations = statistics.mean(power_iterations[name]) if power_iterations[name] else None
+        flops = count_flops(name, width, image_size)
+        # Per image of a training step: the solver's work plus the refresh spread over the batch.
+        train_gflops = flops["train"] + (iterations or 0.0) * flops["power_iteration"] / batch_size
+        results.append(dict(
             model=name,
             train_ms=_ms(train[name]), train_images_per_s=batch_size / statistics.median(train[name]),
             train_relative=_median_ratio(train[BASELINE], train[name]),
             eval_ms=_ms(evals[name]), eval_images_per_s=batch_size / statistics.median(evals[name]),
             eval_relative=_median_ratio(evals[BASELINE], evals[name]),
-            # Mean iterations of the step-size refresh per CSC layer and training step (warm-up
-            # steps included); the dictionaries move most early in training, as here.
-            power_iterations=statistics.mean(power_iterations[name]) if power_iterations[name] else None,
-        )
-        for name in MODELS
-    ]
+            power_iterations=iterations,
+            train_gflops_per_image=train_gflops, eval_gflops_per_image=flops["eval"],
+            power_iteration_gflops=flops["power_iteration"],
+        ))
+    base = next(r for r in results if r["model"] == BASELINE)
+    for r in results:  # the throughput ratios the arithmetic allows
+        r["train_flops_bound"] = base["train_gflops_per_image"] / r["train_gflops_per_image"]
+        r["eval_flops_bound"] = base["eval_gflops_per_image"] / r["eval_gflops_per_image"]
+    return results
+
+
+def _flops(fn: Callable[[], object]) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def count_flops(name: str, width: int, image_size: int) -> dict[str, float]:
+    """GFLOPs of ``name``: per image for a training step (forward + backward, the step size
+    already fresh) and an evaluation step, and per power iteration of the step-size refresh (all
+    CSC layers, independent of the batch). Counted on the CPU with one image."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build(name, NUM_CLASSES, width=width)
+        x, y = torch.rand(1, 3, image_size, image_size), torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        model(x)  # refreshes every step size: the counted steps below run no power iteration
+
+    def train_step() -> None:
+        F.cross_entropy(model(x), y).backward()
+
+    def eval_step() -> None:
+        with torch.no_grad():
+            model(x)
+
+    model.train()
+    train = _flops(train_step)
+    model.eval()
+    evaluation = _flops(eval_step)
+    per_iteration = 0.0
+    for _, layer in csc_layers(model):
+        size = layer._refreshed_for[2]
+        layer.forget_step_size()
+        per_iteration += _flops(lambda layer=layer, size=size: layer.refresh_step_size(size)) / layer.power_iterations
+    return dict(train=train / 1e9, eval=evaluation / 1e9, power_iteration=per_iteration / 1e9)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,15 +407,19 @@ def format_table(result: dict[str, Any]) -> str:
             f"{r['shape']:<26}{r['count']:>7} | {r['conv_train_ms']:>9.2f}{r['csc_train_ms']:>9.2f}{r['train_ratio']:>7.2f}"
             f" | {r['conv_forward_ms']:>9.2f}{r['csc_forward_ms']:>9.2f}{r['forward_ratio']:>7.2f}"
         )
-    lines += ["", f"Models (CIFAR stem), images/s (rel.: throughput relative to {BASELINE})"]
-    lines.append(f"{'model':<14} | {'train img/s':>12}{'rel.':>7} | {'eval img/s':>12}{'rel.':>7} | power it.")
+    lines += ["", f"Models (CIFAR stem), images/s (rel.: throughput relative to {BASELINE}; bound: what FLOPs allow)"]
+    lines.append(
+        f"{'model':<14} | {'train img/s':>12}{'rel.':>7}{'bound':>7}{'GFLOP':>7} | {'eval img/s':>12}{'rel.':>7}{'bound':>7}{'GFLOP':>7} | power it."
+    )
     for r in result["models"]:
         iterations = "-" if r["power_iterations"] is None else f"{r['power_iterations']:.1f}"
         lines.append(
-            f"{r['model']:<14} | {r['train_images_per_s']:>12.1f}{r['train_relative']:>7.2f}"
-            f" | {r['eval_images_per_s']:>12.1f}{r['eval_relative']:>7.2f} | {iterations:>9}"
+            f"{r['model']:<14} | {r['train_images_per_s']:>12.1f}{r['train_relative']:>7.2f}{r['train_flops_bound']:>7.2f}"
+            f"{r['train_gflops_per_image']:>7.2f} | {r['eval_images_per_s']:>12.1f}{r['eval_relative']:>7.2f}"
+            f"{r['eval_flops_bound']:>7.2f}{r['eval_gflops_per_image']:>7.2f} | {iterations:>9}"
         )
-    lines.append("(power it.: mean iterations of the step-size power iteration per CSC layer and training step)")
+    lines.append("(power it.: mean iterations of the step-size power iteration per CSC layer and training step;")
+    lines.append(" GFLOP: per image, convolutions and linear layers, the training step's including its share of the refresh)")
     return "\n".join(lines)
 
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from sdnet import bench
+from sdnet.csc import CSCConv2d
+from sdnet.models import build
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,46 @@ def test_models_are_compared_with_resnet18(quick):
         for key in ("train_ms", "train_images_per_s", "train_relative", "eval_ms", "eval_images_per_s", "eval_relative"):
             assert math.isfinite(r[key]) and r[key] > 0, key
     assert 2 <= models["sdnet18"]["power_iterations"] <= 50
+    assert models["resnet18"]["train_flops_bound"] == models["resnet18"]["eval_flops_bound"] == 1.0
+    # Three convs per CSC layer (n_steps=2) in every block: about a third of ResNet-18's throughput at best.
+    assert 0.3 < models["sdnet18_all"]["eval_flops_bound"] < 0.4
+    assert models["sdnet18_all"]["train_flops_bound"] < models["sdnet18_all"]["eval_flops_bound"] + 0.05
+
+
+def _hand_count(model: torch.nn.Module, image_size: int) -> tuple[float, float]:
+    """GFLOPs of one image's forward and of one power iteration, from the layer shapes: a conv of
+    an ``[N, C, H, W]`` output costs ``2 * N*C*H*W * C_in * k * k``, a CSC layer ``2 * n_steps - 1``
+    such convs (``A^T x``, then ``A z`` and ``A^T r`` per further step), a power iteration two at batch 1."""
+    forward, power = [0.0], [0.0]
+
+    def hook(layer, inputs, out):
+        if isinstance(layer, torch.nn.Linear):
+            forward[0] += 2 * layer.in_features * layer.out_features
+            return
+        conv = 2 * out.numel() * layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+        if isinstance(layer, CSCConv2d):
+            forward[0] += (2 * layer.n_steps - 1) * conv
+            power[0] += 2 * conv
+        else:
+            forward[0] += conv
+
+    kinds = (torch.nn.Conv2d, torch.nn.Linear, CSCConv2d)
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    with torch.no_grad():
+        model(torch.rand(1, 3, image_size, image_size))
+    for h in hooks:
+        h.remove()
+    return forward[0] / 1e9, power[0] / 1e9
+
+
+@pytest.mark.parametrize("name", ["resnet18", "sdnet18", "sdnet18_all"])
+def test_flop_counts_match_a_count_by_hand(name):
+    counted = bench.count_flops(name, width=4, image_size=16)
+    forward, power = _hand_count(build(name, 10, width=4), 16)
+    assert counted["eval"] == pytest.approx(forward, rel=1e-9)
+    assert counted["power_iteration"] == pytest.approx(power, rel=1e-9)
+    # backward: the gradients of weights and of inputs, each as costly as the forward (the image needs none)
+    assert 2 * forward < counted["train"] <= 3 * forward
 
 
 def test_settings_and_environment_are_recorded(quick):
