@@ -4,7 +4,7 @@
     python -m sdnet.bench --device cuda --json reports/bench.json   # GPU: batch 128, bf16
     python -m sdnet.bench --quick                        # a few seconds, tiny sizes (smoke test)
 
-One run measures two things, each as a ratio taken within the run:
+One run measures three things, the first two as ratios taken within the run:
 
 1. layers: ``CSCConv2d`` against ``nn.Conv2d`` of the same shape, forward+backward and forward only
    (``no_grad``, as in evaluation), for every distinct conv shape of SDNet-18-All with the CIFAR stem
@@ -18,8 +18,8 @@ One run measures two things, each as a ratio taken within the run:
    (``no_grad`` forward), in images/s. Training starts from initialisation, where an SGD step
    moves the dictionaries most and the power iteration needs the most iterations (often all 50
    for the stem), so this is SDNet's costly regime; the mean count is reported with the result.
-3. arithmetic: the multiply-adds of the convolutions and linear layers of each step, counted by
-   ``torch.utils.flop_counter`` (device independent), and the throughput ratio they allow:
+3. arithmetic: the FLOPs (two per multiply-add) of the convolutions and linear layers of each
+   step, counted by ``torch.utils.flop_counter`` (device independent), and the throughput ratio they allow:
    ResNet-18's FLOPs per image over the model's. A CSC layer with ``n_steps=2`` costs three convs
    forward (``A^T x``, then ``A z`` and ``A^T r``) where a conv costs one, so SDNet-18-All cannot
    reach more than about a third of ResNet-18's throughput; the measured ratio beside this bound
@@ -291,8 +291,13 @@ def count_flops(name: str, width: int, image_size: int) -> dict[str, float]:
         torch.manual_seed(0)
         model = build(name, NUM_CLASSES, width=width)
         x, y = torch.rand(1, 3, image_size, image_size), torch.zeros(1, dtype=torch.long)
+    sizes: dict[CSCConv2d, tuple[int, int]] = {}  # each CSC layer's input size
+    record = lambda layer, args: sizes.update({layer: tuple(args[0].shape[-2:])})  # noqa: E731
+    hooks = [layer.register_forward_pre_hook(record) for _, layer in csc_layers(model)]
     with torch.no_grad():
         model(x)  # refreshes every step size: the counted steps below run no power iteration
+    for h in hooks:
+        h.remove()
 
     def train_step() -> None:
         F.cross_entropy(model(x), y).backward()
@@ -306,8 +311,7 @@ def count_flops(name: str, width: int, image_size: int) -> dict[str, float]:
     model.eval()
     evaluation = _flops(eval_step)
     per_iteration = 0.0
-    for _, layer in csc_layers(model):
-        size = layer._refreshed_for[2]
+    for layer, size in sizes.items():
         layer.forget_step_size()
         per_iteration += _flops(lambda layer=layer, size=size: layer.refresh_step_size(size)) / layer.power_iterations
     return dict(train=train / 1e9, eval=evaluation / 1e9, power_iteration=per_iteration / 1e9)
