@@ -222,7 +222,6 @@ def bench_models(
     device: torch.device, batch_size: int, repeats: int, min_sample_s: float, width: int, image_size: int
 ) -> list[dict[str, Any]]:
     """Training and evaluation steps of each of ``MODELS``: images/s, and relative to ResNet-18."""
-    cuda = device.type == "cuda"
     fmt = torch.channels_last
     x = torch.rand(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, NUM_CLASSES, (batch_size,), device=device)
