@@ -15,9 +15,12 @@ One run measures three things, the first two as ratios taken within the run:
    and stops after its minimum of two iterations.
 2. models: SDNet-18 and SDNet-18-All against ResNet-18 (CIFAR stem, 10 classes): a full training step
    (forward, cross-entropy, backward, SGD step with the paper's CIFAR recipe) and an evaluation step
-   (``no_grad`` forward), in images/s. Training starts from initialisation, where an SGD step
-   moves the dictionaries most and the power iteration needs the most iterations (often all 50
-   for the stem), so this is SDNet's costly regime; the mean count is reported with the result.
+   (``no_grad`` forward), in images/s. Each model first takes ``--settle-steps`` (50) untimed
+   training steps: in the first ten or so steps after initialisation an SGD step moves the
+   dictionaries most and the warm-started power iteration needs 30-50 iterations per layer, after
+   that about 3 (SDNet-18-All, width 16, on CIFAR-10 JPEGs with the paper's recipe: 35 on average
+   over steps 0-9, 7 over steps 10-49, 3.2 over steps 50-199), so timing from initialisation would
+   measure a few steps of a run's tens of thousands. The mean count of the timed steps is reported with the result.
 3. arithmetic: the FLOPs (two per multiply-add) of the convolutions and linear layers of each
    step, counted by ``torch.utils.flop_counter`` (device independent), and the throughput ratio they allow:
    ResNet-18's FLOPs per image over the model's. A CSC layer with ``n_steps=2`` costs three convs
@@ -68,7 +71,9 @@ NUM_CLASSES = 10
 IMAGE_SIZE = 32  # CIFAR
 # --quick: a network 16 times narrower on 16x16 images, one timed round; it checks that the
 # benchmark runs, its numbers mean nothing.
-QUICK = dict(width=4, image_size=16, batch_size=2, repeats=1)
+QUICK = dict(width=4, image_size=16, batch_size=2, repeats=1, settle_steps=1)
+# Untimed training steps before the models' training steps are timed (module docstring, item 2).
+SETTLE_STEPS = 50
 SGD = {k: RECIPES["cifar"][k] for k in ("lr", "momentum", "nesterov", "weight_decay")}  # the paper's CIFAR recipe
 
 
@@ -219,12 +224,21 @@ def bench_layer(
 
 
 def bench_models(
-    device: torch.device, batch_size: int, repeats: int, min_sample_s: float, width: int, image_size: int
+    device: torch.device, batch_size: int, repeats: int, min_sample_s: float, width: int, image_size: int,
+    settle_steps: int,
 ) -> list[dict[str, Any]]:
-    """Training and evaluation steps of each of ``MODELS``: images/s, and relative to ResNet-18."""
+    """Training and evaluation steps of each of ``MODELS``: images/s, and relative to ResNet-18.
+
+    Each model first takes ``settle_steps`` untimed training steps on fresh random batches, so the
+    timed steps are those that make up a training run rather than its first few (see the module
+    docstring)."""
     fmt = torch.channels_last
-    x = torch.rand(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, NUM_CLASSES, (batch_size,), device=device)
+
+    def batch() -> tuple[Tensor, Tensor]:
+        x = torch.rand(batch_size, 3, image_size, image_size, device=device).contiguous(memory_format=fmt)
+        return x, torch.randint(0, NUM_CLASSES, (batch_size,), device=device)
+
+    timed_batch = batch()
     train_cases, eval_cases = {}, {}
     power_iterations: dict[str, list[int]] = {name: [] for name in MODELS}
     for name in MODELS:
@@ -232,7 +246,8 @@ def bench_models(
         optimizer = torch.optim.SGD(model.parameters(), **SGD)
         csc = [layer for _, layer in csc_layers(model)]
 
-        def train_step(model=model, optimizer=optimizer, csc=csc, iterations=power_iterations[name]) -> None:
+        def train_step(model=model, optimizer=optimizer, csc=csc, data=timed_batch, iterations=power_iterations[name]) -> None:
+            x, y = data
             model.train()
             with autocast_for(device, None):
                 loss = F.cross_entropy(model(x), y)
@@ -241,7 +256,10 @@ def bench_models(
             optimizer.step()
             iterations.extend(layer.power_iterations for layer in csc)
 
-        def eval_step(model=model) -> None:
+        for _ in range(settle_steps):
+            train_step(data=batch(), iterations=[])
+
+        def eval_step(model=model, x=timed_batch[0]) -> None:
             model.eval()
             with autocast_for(device, None), torch.no_grad():
                 model(x)
@@ -252,8 +270,8 @@ def bench_models(
     evals = time_interleaved(eval_cases, device, repeats=repeats, min_sample_s=min_sample_s)
     results = []
     for name in MODELS:
-        # Mean iterations of the step-size refresh per CSC layer and training step (warm-up
-        # steps included); the dictionaries move most early in training, as here.
+        # Mean iterations of the step-size refresh per CSC layer and timed training step (the
+        # timing's warm-up calls included, the settling steps not).
         iterations = statistics.mean(power_iterations[name]) if power_iterations[name] else None
         flops = count_flops(name, width, image_size)
         # Per image of a training step: the solver's work plus the refresh spread over the batch.
@@ -337,23 +355,24 @@ def run_benchmark(
     repeats: int = 5,
     quick: bool = False,
     *,
+    settle_steps: int = SETTLE_STEPS,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Time the CSC layers against convs and SDNet-18(-All) against ResNet-18; returns a JSON-able dict.
 
     ``batch_size`` defaults to 128 on CUDA (the paper's CIFAR batch) and 32 on CPU. ``quick`` runs
-    tiny sizes for a smoke test (and ignores ``batch_size`` and ``repeats``). The caller's RNG state
-    is left untouched.
+    tiny sizes for a smoke test (and ignores ``batch_size``, ``repeats`` and ``settle_steps``). The
+    caller's RNG state is left untouched.
     """
     device = resolve_device(device)
     cuda = device.type == "cuda"
     width, image_size = (QUICK["width"], QUICK["image_size"]) if quick else (64, IMAGE_SIZE)
     if quick:
-        batch_size, repeats = QUICK["batch_size"], QUICK["repeats"]
+        batch_size, repeats, settle_steps = QUICK["batch_size"], QUICK["repeats"], QUICK["settle_steps"]
     elif batch_size is None:
         batch_size = 128 if cuda else 32
-    if batch_size < 1 or repeats < 1:
-        raise ValueError(f"batch_size and repeats must be >= 1, got {batch_size} and {repeats}")
+    if batch_size < 1 or repeats < 1 or settle_steps < 0:
+        raise ValueError(f"need batch_size, repeats >= 1 and settle_steps >= 0, got {batch_size}, {repeats}, {settle_steps}")
     # Short GPU calls are timed over runs of at least 20 ms; on CPU every call is long enough.
     min_sample_s = 0.02 if cuda and not quick else 0.0
 
@@ -374,7 +393,7 @@ def run_benchmark(
                 log(f"layer {i + 1}/{len(shapes)}: {_shape_name(shape)}")
                 layers.append(bench_layer(shape, device, batch_size, repeats, min_sample_s, first_layer=i == 0))
             log(f"models: {', '.join(MODELS)}")
-            models = bench_models(device, batch_size, repeats, min_sample_s, width, image_size)
+            models = bench_models(device, batch_size, repeats, min_sample_s, width, image_size, settle_steps)
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
     first = shapes[0]
@@ -383,7 +402,7 @@ def run_benchmark(
         torch=torch.__version__,
         cuda=torch.version.cuda if cuda else None,
         settings=dict(
-            batch_size=batch_size, repeats=repeats, quick=quick, width=width, image_size=image_size,
+            batch_size=batch_size, repeats=repeats, settle_steps=settle_steps, quick=quick, width=width, image_size=image_size,
             precision="bf16 autocast" if cuda else "float32", channels_last=True,
             lam=first["lam"], n_steps=first["n_steps"], non_negative=first["non_negative"],
             optimizer=dict(name="SGD", **SGD),
@@ -399,6 +418,7 @@ def format_table(result: dict[str, Any]) -> str:
     head = (
         f"{d['name']} ({d['type']}, {d['threads']} threads), torch {result['torch']}, "
         f"{s['precision']}, batch {s['batch_size']}, median of {s['repeats']}"
+        f", models timed after {s.get('settle_steps', 0)} training steps"
         f"; CSC: lam {s['lam']}, {s['n_steps']} steps, {'non-negative' if s['non_negative'] else 'signed'}"
     )
     lines = [head, "", "CSCConv2d vs nn.Conv2d, ms per call (ratio: CSC time / conv time)"]
@@ -434,11 +454,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed rounds per comparison (median reported)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice); 1 gives steadier numbers on a shared machine")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.add_argument("--settle-steps", type=int, default=SETTLE_STEPS, help="untimed training steps of each model before its training steps are timed (0: time the first steps after initialisation)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks that it runs")
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    result = run_benchmark(args.device, args.batch_size, args.repeats, args.quick, progress=True)
+    result = run_benchmark(args.device, args.batch_size, args.repeats, args.quick, settle_steps=args.settle_steps, progress=True)
     print(format_table(result))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

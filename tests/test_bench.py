@@ -57,6 +57,24 @@ def test_models_are_compared_with_resnet18(quick):
     assert models["sdnet18_all"]["train_flops_bound"] < models["sdnet18_all"]["eval_flops_bound"] + 0.05
 
 
+def test_models_are_timed_after_settling_steps():
+    # The first steps after initialisation move the dictionaries most: the warm-started power
+    # iteration then needs many iterations per step, and the settling steps keep them out of the
+    # timed (and counted) steps.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        counts = {}
+        for settle_steps in (0, 30):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                models = bench.bench_models(torch.device("cpu"), 8, 1, 0.0, 4, 16, settle_steps)
+            counts[settle_steps] = {r["model"]: r["power_iterations"] for r in models}
+    finally:
+        torch.set_num_threads(threads)
+    assert counts[30]["sdnet18_all"] < counts[0]["sdnet18_all"] / 2, counts
+
+
 def _hand_count(model: torch.nn.Module, image_size: int) -> tuple[float, float]:
     """GFLOPs of one image's forward and of one power iteration, from the layer shapes: a conv of
     an ``[N, C, H, W]`` output costs ``2 * N*C*H*W * C_in * k * k``, a CSC layer ``2 * n_steps - 1``
