@@ -60,6 +60,16 @@ def plot_atoms(layer_or_weight: CSCConv2d | nn.Conv2d | Tensor, ncols: int = 16,
 # ---------------------------------------------------------------------------------------------
 
 
+def inside_frame(images: Tensor, border: int) -> Tensor:
+    """``images`` (``[..., H, W]``) without a frame of ``border`` pixels (unchanged for 0).
+
+    The transposed convolutions' zero padding leaves a bright frame on reconstructions from deep
+    codes; statistics taken inside it describe the interior rather than the frame.
+    """
+    h, w = images.shape[-2:]
+    return images[..., border:h - border, border:w - border]
+
+
 def plot_layer_reconstructions(
     x: Tensor,
     reconstructions: Sequence[Tensor],
@@ -84,7 +94,7 @@ def plot_layer_reconstructions(
         for i in range(n_images):
             image = batch[i].detach().float().cpu()
             if rescale:
-                inside = image[:, border:image.shape[1] - border, border:image.shape[2] - border]
+                inside = inside_frame(image, border)
                 image = (image - inside.min()) / (inside.max() - inside.min()).clamp_min(1e-12)
             image = image.clamp(0, 1).permute(1, 2, 0).numpy()
             axes[i, j].imshow(image if image.shape[-1] == 3 else image.mean(-1), cmap=None if image.shape[-1] == 3 else "gray")

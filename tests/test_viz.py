@@ -91,3 +91,9 @@ def test_rescaled_reconstructions_take_their_range_inside_the_border():
         shown[border] = torch.from_numpy(fig.axes[1].images[0].get_array().data)[2:6, 2:6]
     assert shown[0].max() < 0.02
     assert shown[2].min() == pytest.approx(0) and shown[2].max() == pytest.approx(1)
+
+
+def test_inside_frame_drops_the_border_on_the_last_two_axes():
+    images = torch.arange(2 * 3 * 6 * 5.0).reshape(2, 3, 6, 5)
+    assert torch.equal(viz.inside_frame(images, 0), images)
+    assert torch.equal(viz.inside_frame(images, 2), images[..., 2:4, 2:3])
