@@ -20,7 +20,8 @@ One run measures three things, the first two as ratios taken within the run:
    dictionaries most and the warm-started power iteration needs 30-50 iterations per layer, after
    that about 3 (SDNet-18-All, width 16, on CIFAR-10 JPEGs with the paper's recipe: 35 on average
    over steps 0-9, 7 over steps 10-49, 3.2 over steps 50-199), so timing from initialisation would
-   measure a few steps of a run's tens of thousands. The mean count of the timed steps is reported with the result.
+   measure a few steps of a run's tens of thousands. The mean count of the timed steps is reported
+   with the result.
 3. arithmetic: the FLOPs (two per multiply-add) of the convolutions and linear layers of each
    step, counted by ``torch.utils.flop_counter`` (device independent), and the throughput ratio they allow:
    ResNet-18's FLOPs per image over the model's. A CSC layer with ``n_steps=2`` costs three convs

@@ -16,28 +16,16 @@ multiple of SDNet-18's on the same seed. Measured ratios (seeds 0, 1, 2): with t
 bound, 1.6, sits between them.
 """
 
-import contextlib
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sdnet.models import build
+from single_thread import one_thread
 
 STEPS = 40
 BOUND = 1.6  # -All's mean loss over the first STEPS steps, at most this multiple of SDNet-18's
 SEEDS = (0, 1)
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Fixed summation order (and no contention with other tests) while training."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def templates(n: int = 512, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

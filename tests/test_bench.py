@@ -9,20 +9,17 @@ import torch
 from sdnet import bench
 from sdnet.csc import CSCConv2d
 from sdnet.models import build
+from single_thread import one_thread
 
 
 @pytest.fixture(scope="module")
 def quick():
     # Tiny operations on a machine shared with other jobs: with one thread none of them waits for
     # a busy core, which keeps this test at a few seconds.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rng = torch.get_rng_state()
-    try:
+    with one_thread():
         result = bench.run_benchmark("cpu", quick=True)
-        assert torch.equal(torch.get_rng_state(), rng), "the benchmark must leave the caller's RNG alone"
-    finally:
-        torch.set_num_threads(threads)
+    assert torch.equal(torch.get_rng_state(), rng), "the benchmark must leave the caller's RNG alone"
     return result
 
 
@@ -61,17 +58,12 @@ def test_models_are_timed_after_settling_steps():
     # The first steps after initialisation move the dictionaries most: the warm-started power
     # iteration then needs many iterations per step, and the settling steps keep them out of the
     # timed (and counted) steps.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        counts = {}
-        for settle_steps in (0, 30):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                models = bench.bench_models(torch.device("cpu"), 8, 1, 0.0, 4, 16, settle_steps)
-            counts[settle_steps] = {r["model"]: r["power_iterations"] for r in models}
-    finally:
-        torch.set_num_threads(threads)
+    counts = {}
+    for settle_steps in (0, 30):
+        with one_thread(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            models = bench.bench_models(torch.device("cpu"), 8, 1, 0.0, 4, 16, settle_steps)
+        counts[settle_steps] = {r["model"]: r["power_iterations"] for r in models}
     assert counts[30]["sdnet18_all"] < counts[0]["sdnet18_all"] / 2, counts
 
 
