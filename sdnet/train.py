@@ -168,10 +168,17 @@ def _stale_reasons(saved: dict[str, Any], cfg: TrainConfig, provenance: dict[str
     return reasons
 
 
+# The columns of history.csv, fixed: with eval_every > 1 most rows have no test numbers, and a
+# header taken from the first row would have no column for them (the later rows then fail).
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "epoch_seconds", "images_per_second", "test_loss", "test_top1", "test_top5")
+
+
 def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
+    """All rows so far (a resume rewrites the file from the checkpoint's rows); an epoch without an
+    evaluation leaves its test columns empty."""
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)

@@ -1,5 +1,6 @@
 """Training engine: config validation, schedules, checkpoints, resume, divergence, DDP on CPU."""
 
+import csv
 import json
 import os
 import socket
@@ -65,6 +66,18 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     resumed = train(cfg, tmp_path / "resumed")
     for key in ("top1", "top5", "loss", "train_loss"):
         assert resumed[key] == full[key], key
+
+
+def test_eval_every_leaves_empty_test_columns_and_a_resume_keeps_the_header(tmp_path):
+    cfg = tiny(epochs=3, eval_every=2)  # evaluates after epochs 2 and 3 (the last), not after 1
+    _killed_after_epoch(cfg, tmp_path, epoch=1)  # killed once epoch 1 (no evaluation) is checkpointed
+    metrics = train(cfg, tmp_path)  # resumes from it
+    header = (tmp_path / "history.csv").read_text().splitlines()[0]
+    assert header.split(",")[-3:] == ["test_loss", "test_top1", "test_top5"]
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [r["test_top1"] != "" for r in rows] == [False, True, True]
+    assert float(rows[-1]["test_top1"]) == metrics["top1"]
 
 
 class Killed(Exception):
