@@ -63,9 +63,10 @@ def synthesize(z: Tensor, weight: Tensor, stride, padding, output_padding) -> Te
     return F.conv_transpose2d(z, weight, stride=stride, padding=padding, output_padding=output_padding)
 
 
-def analyze(x: Tensor, weight: Tensor, stride, padding) -> Tensor:
-    """``A^T(x)``: correlation of the signal with every atom (ordinary convolution)."""
-    return F.conv2d(x, weight, stride=stride, padding=padding)
+def analyze(x: Tensor, weight: Tensor, stride, padding, bias: Tensor | None = None) -> Tensor:
+    """``A^T(x)``: correlation of the signal with every atom (ordinary convolution), plus ``bias``
+    per atom if given."""
+    return F.conv2d(x, weight, bias, stride=stride, padding=padding)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,48 +117,74 @@ def fista(
     (Beck & Teboulle; ``t_k`` is (1+sqrt 5)/2 at step 2). With ``n_steps = 2``, as in every
     experiment of the paper, this is two ISTA steps.
 
-    Precision: the dictionary convolutions follow autocast (bf16 on GPU), but the code ``z``, the
-    residual ``x - A z`` and the momentum combination are kept in at least float32. After a few
-    steps ``A z`` nearly cancels ``x``; rounding that difference to bf16 would leave a residual
-    that is mostly rounding error, and the error would accumulate across steps.
+    The paper's layer (``non_negative``, ``mu = 0``) shrinks with ``relu(v - lam*t)``; the
+    ``- lam*t`` is then the bias of the convolution ``t*A^T(r)``, added in its accumulator, so a
+    step is a convolution, one addition and a ReLU, with no pass of its own for the threshold.
+
+    Precision under bf16 autocast. The dictionary convolutions run in bf16; what they return is
+    rounded to bf16 as any convolution's output is. Everything else is computed in float32: the
+    residual ``x - A y`` (a difference of nearly equal numbers, which bf16 arithmetic would leave
+    mostly rounding error) and each update ``y + t*A^T(r)`` are float32 differences and sums of
+    their operands, and the momentum combination and the iterates it combines are kept in float32.
+    Only values bf16 holds exactly or that go straight into a bf16 convolution are stored in bf16:
+    the first iterate (the ReLU of a bf16 convolution output), a residual in bf16 when ``x`` is
+    (rounded once from its float32 value, as autocast would round it for the convolution), and the
+    last iterate, the layer's output, rounded once like a convolution's. This halves the memory
+    traffic of the code-sized tensors without rounding anything the float32 solver would not round.
+    Outside autocast everything runs in the input's precision (at least float32).
     """
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    state = torch.promote_types(x.dtype, torch.float32)
-    x = x.to(state)
+    state = torch.promote_types(x.dtype, torch.float32)  # iterates kept across a momentum step
     threshold = lam * step_size
     # With mu = 0 (every experiment of the paper) the prox has no rescaling; a plain 0 tells
     # `shrink` so, where a 0-valued tensor would cost a full-size division (and its backward).
     mu_t = mu * step_size if mu != 0 else 0.0
     # Folding t into the (small) weight saves a full-size multiply per step: t*A^T(r) = A_t^T(r).
     weight_t = weight * step_size
+    folded = non_negative and mu == 0  # the shrinkage is relu(v - lam*t): the threshold is a bias
+    bias = torch.as_tensor(-threshold, dtype=weight_t.dtype, device=weight_t.device).expand(weight.shape[0]).contiguous() if folded else None
 
-    def gradient_step(r: Tensor) -> Tensor:  # t * A^T(r), in the state precision
-        return analyze(r, weight_t, stride, padding).to(state)
+    def update(r: Tensor, y: Tensor | None, out_dtype: torch.dtype | None) -> Tensor:
+        """The next iterate ``prox(y + t*A^T(r))``; ``out_dtype``: float32 (the state) for an
+        iterate a later momentum step reuses, None for the sum's own promoted precision."""
+        v = analyze(r, weight_t, stride, padding, bias)  # t*A^T(r) [- lam*t]
+        if y is not None:
+            # One float32 pass: bf16 operands are widened inside the kernel, the sum rounded once.
+            v = torch.add(y if out_dtype is None or y.dtype == out_dtype else y.to(out_dtype), v)
+        elif out_dtype is not None:
+            v = v.to(out_dtype)
+        # `v` is a fresh tensor that autograd has not saved (a convolution keeps its inputs, an
+        # addition nothing), so the shrinkage may overwrite it.
+        return v.relu_() if folded else shrink(v, threshold, mu_t, non_negative, inplace=True)
 
-    # The gradient steps are fresh tensors that autograd does not save (a convolution keeps its
-    # inputs, not its output), so adding y and shrinking can overwrite them: same values, two
-    # full-size temporaries fewer per step.
-    z = shrink(gradient_step(x), threshold, mu_t, non_negative, inplace=True)
+    def state_dtype(step: int) -> torch.dtype | None:
+        # Iterates that a momentum step combines (from step 2 on, i.e. z_1, z_2, ... when
+        # n_steps > 2) are kept in float32; the others in the precision they come in.
+        return state if 1 <= step < n_steps - 1 else None
+
+    z = update(x, None, state_dtype(0))
     z_prev, momentum_t = z, 1.0
-    for _ in range(1, n_steps):
+    for k in range(1, n_steps):
         next_t = (1 + math.sqrt(1 + 4 * momentum_t**2)) / 2
         beta = (momentum_t - 1) / next_t  # 0 at step 1, so step 1 is a plain ISTA step
-        y = z if beta == 0 else z + beta * (z - z_prev)
+        y = z if beta == 0 else z + beta * (z - z_prev.to(z.dtype))
         momentum_t = next_t
-        residual = x - synthesize(y, weight, stride, padding, output_padding).to(state)
-        z_prev, z = z, shrink(gradient_step(residual).add_(y), threshold, mu_t, non_negative, inplace=True)
+        residual = x - synthesize(y, weight, stride, padding, output_padding)
+        z_prev, z = z, update(residual, y, state_dtype(k))
     return z
 
 
 class PowerIteration(NamedTuple):
     """The result of :func:`power_iteration`: the estimate ``L`` (a 0-d tensor on the vector's
-    device), the vector ``v``, the number of ``iterations`` run and ``L`` as a host number."""
+    device), the vector ``v``, the number of ``iterations`` run, ``L`` as a host number, and
+    whether the stopping rule was met (False: it stopped at ``max_iter``)."""
 
     L: Tensor
     v: Tensor
     iterations: int
     value: float
+    converged: bool
 
 
 @torch.no_grad()
@@ -191,7 +218,7 @@ def power_iteration(
     v = v / v.norm()
     every_iteration = v.device.type == "cpu" if batched_reads is None else not batched_reads
     pending: list[tuple[Tensor, Tensor]] = []  # (estimate, vector) of iterations not tested yet
-    # `previous`: the last estimate tested
+    # From here on `previous` is the last estimate tested.
     next_test = 1 if every_iteration or previous is not None else 2
     for it in range(1, max_iter + 1):
         u = operator(v)
@@ -203,11 +230,11 @@ def power_iteration(
         values = torch.stack([e for e, _ in pending]).tolist()  # the one host read of this batch
         for i, value, (estimate_i, v_i) in zip(range(it - len(pending) + 1, it + 1), values, pending):
             if previous is not None and abs(value - previous) <= tol * value:
-                return PowerIteration(estimate_i, v_i, i, value)
+                return PowerIteration(estimate_i, v_i, i, value, True)
             previous = value
         pending.clear()
         next_test = it + 1 if every_iteration else 2 * it
-    return PowerIteration(estimate, v, max_iter, previous)
+    return PowerIteration(estimate, v, max_iter, previous, False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +364,9 @@ class CSCConv2d(nn.Module):
             result = power_iteration(gram, v, max_iter=self.power_max_iter, tol=self.power_tol, previous=previous)
             self.power_vector, self.power_iterations, self._last_estimate = result.v, result.iterations, result.value
             self.step_size = STEP_SCALE / result.L
-        self._refreshed_for = key
+        # Only a converged estimate is kept for an unchanged dictionary; one cut off at
+        # `power_max_iter` is used for this call and continued (warm) by the next.
+        self._refreshed_for = key if result.converged else None
         return self.step_size
 
     def forget_step_size(self) -> None:
@@ -382,6 +411,11 @@ class CSCConv2d(nn.Module):
         )
         # Kept for the diagnostics below (references only, nothing is computed or copied here).
         self._last = (x.detach(), z.detach(), self.weight.detach(), self.weight._version)
+        # Under autocast the code leaves the layer in autocast's precision, as a convolution's
+        # output does (with n_steps = 2 it already is; see `fista`), so the BatchNorm and the
+        # blocks after it run as they would after the conv this layer replaces.
+        if torch.is_autocast_enabled(x.device.type):
+            z = z.to(torch.get_autocast_dtype(x.device.type))
         return z
 
     # -- diagnostics of the last forward ---------------------------------------------------------

@@ -103,6 +103,28 @@ def test_an_unchanged_dictionary_keeps_its_step_size_without_iterating():
     assert again.shape == z.shape
 
 
+def test_a_step_size_cut_off_at_max_iter_is_continued_by_the_next_call():
+    # Two unit-norm 1x1 atoms at nearly a right angle (cosine c): the eigenvalues of A^T A are
+    # 1 + c and 1 - c, which nearly tie, so the power iteration converges slowly and 5
+    # iterations do not meet the tolerance.
+    c = 5e-4
+    layer = CSCConv2d(2, 2, 1, power_max_iter=5, power_tol=1e-7).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0], [c, math.sqrt(1 - c * c)]], dtype=torch.float64).view(2, 2, 1, 1))
+    x = torch.randn(1, 2, 4, 4, dtype=torch.float64)
+    estimates = []
+    for _ in range(4):  # the same dictionary and input size each time, as in evaluation
+        layer(x)
+        assert layer.power_iterations == 5  # not cached as converged: each call continues it
+        estimates.append(layer.lipschitz.item())
+    assert estimates == sorted(estimates) and estimates[0] < estimates[-1] <= 1 + c
+    layer.power_max_iter = 100_000
+    layer(x)
+    assert 0 < layer.power_iterations < 100_000 and layer.lipschitz.item() == pytest.approx(1 + c, abs=1e-4)
+    layer(x)
+    assert layer.power_iterations == 0  # converged: now kept while the dictionary is unchanged
+
+
 @pytest.mark.parametrize("max_iter,tol", [(50, 1e-5), (7, 1e-12), (200, 1e-9), (1, 1e-5)])
 def test_batched_host_reads_give_exactly_the_per_iteration_result(max_iter, tol):
     # The GPU path reads the estimates back in batches (after iterations 2, 4, 8, ...) and must
@@ -262,16 +284,59 @@ def test_bad_options_fail_clearly(bad):
         CSCConv2d(3, 4, 3, **bad)
 
 
-def test_bf16_autocast_close_to_float32():
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def _float32_state_solver(x, layer):
+    """Two ISTA steps with bf16 convolutions and everything else in float32, written out: each
+    convolution's inputs rounded to bf16, its output widened back to float32 (the most careful
+    bf16 solver; the layer is measured against it)."""
+    w, t = layer.weight.float(), layer.step_size.float()
+    bf = lambda a: a.to(torch.bfloat16)  # noqa: E731
+    analyze = lambda r: nn.functional.conv2d(bf(r), bf(w * t), stride=layer.stride, padding=layer.padding).float()  # noqa: E731
+    op = layer.output_padding(tuple(x.shape[-2:]))
+    synthesize = lambda z: nn.functional.conv_transpose2d(bf(z), bf(w), stride=layer.stride, padding=layer.padding, output_padding=op).float()  # noqa: E731
+    z = torch.relu(analyze(x) - layer.lam * t)
+    return torch.relu(z + analyze(x - synthesize(z)) - layer.lam * t)
+
+
+# (c_in, c_out, stride): SDNet-18's stem, a block's layer, a stride-2 block layer
+@pytest.mark.parametrize("c_in,c_out,stride", [(3, 16, 1), (16, 16, 1), (16, 32, 2)])
+def test_bf16_layer_is_as_close_to_float64_as_a_float32_state_solver(c_in, c_out, stride):
+    """Under bf16 autocast: output within 0.5% and gradients within 6% (relative l2) of the same
+    solve in float64, and no further from it than the float32-state solver, up to the one
+    rounding of the output to bf16 that any convolution's output gets (0.30% vs 0.24% here)."""
     torch.manual_seed(0)
-    layer = CSCConv2d(16, 32, 3, 1, 1, n_steps=4)
+    layer = CSCConv2d(c_in, c_out, 3, stride, 1)
+    x = torch.randn(16, c_in, 16, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z16 = layer(x)
+    assert z16.dtype == torch.bfloat16  # the layer's output follows autocast, as a conv's does
+    g_out = torch.randn(z16.shape)
+    g16 = torch.autograd.grad(z16, [x, layer.weight], g_out.bfloat16())
+    z_careful = _float32_state_solver(x, layer)
+    g_careful = torch.autograd.grad(z_careful, [x, layer.weight], g_out)
+    x64, w64 = x.detach().double().requires_grad_(), layer.weight.detach().double().requires_grad_()
+    op = layer.output_padding((16, 16))
+    z64 = fista(x64, w64, layer.step_size.double(), lam=layer.lam, stride=layer.stride, padding=layer.padding, output_padding=op)
+    g64 = torch.autograd.grad(z64, [x64, w64], g_out.double())
+    assert _relative(z16, z64) < 5e-3
+    assert _relative(z16, z64) < 1.5 * _relative(z_careful, z64)
+    for ours, careful, exact in zip(g16, g_careful, g64):
+        assert _relative(ours, exact) < 6e-2
+        assert _relative(ours, exact) < 1.15 * _relative(careful, exact)
+
+
+def test_more_steps_under_bf16_stay_close_to_float32():
+    torch.manual_seed(0)
+    layer = CSCConv2d(16, 32, 3, 1, 1, n_steps=4)  # momentum from step 2: float32 iterates
     x = torch.randn(4, 16, 16, 16)
     z32 = layer(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         z16 = layer(x)
-    assert z16.dtype == torch.float32  # the solver state stays float32 under autocast
-    rel = (z16 - z32).norm() / z32.norm()
-    assert rel < 2e-2, rel.item()
+    assert z16.dtype == torch.bfloat16
+    assert _relative(z16, z32) < 2e-2
     assert layer.step_size.dtype == torch.float32
 
 
