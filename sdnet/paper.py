@@ -75,6 +75,5 @@ def released_help(dataset: str | None = None, run: str | None = None) -> str:
         where = f"the authors publish it at {RELEASED_LINKS[(dataset, run)]} (their README: {RELEASED_README})"
     else:
         where = f"the authors publish their trained networks in the 'Pre-trained Models' table of their README ({RELEASED_README}), one Google Drive folder per network"
-    return (f"{where[0].upper()}{where[1:]}; download its model_best.pth.tar and put it at "
-            f"data/released/{dataset or '<dataset>'}/{run or '<run>'}/model_best.pth.tar "
-            f"(or name its path: dvc exp run -S profile=released -S profiles.released.checkpoints.{run or '<run>'}=/path/to/file).")
+    return (f"{where[0].upper()}{where[1:]}; download its model_best.pth.tar, for example to "
+            f"data/released/{dataset or '<dataset>'}/{run or '<run>'}/model_best.pth.tar, and pass that path.")
