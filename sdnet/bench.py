@@ -1,6 +1,7 @@
 """Speed: the CSC layer against the convolution it replaces, SDNet against ResNet-18.
 
-    python -m sdnet.bench                                # CPU: batch 32, float32
+    python -m sdnet.bench                                # CPU: batch 32; float32, and bf16 where native
+    python -m sdnet.bench --width 16 --batch-size 128    # the CPU-sized networks of the cpu profile
     python -m sdnet.bench --device cuda --json reports/bench.json   # GPU: batch 128, bf16
     python -m sdnet.bench --quick                        # a few seconds, tiny sizes (smoke test)
 
@@ -38,8 +39,12 @@ hits all of them alike; a ratio is the median over rounds of the ratio within ea
 is the median over rounds. On CUDA a sample is a run of back-to-back calls between two CUDA events
 (long enough to dwarf the event resolution; host synchronisations inside a call, such as the power
 iteration's convergence test, show up as idle GPU time, as they would in training); on CPU it is
-``time.perf_counter`` around the calls. The device picks the precision as training does: bf16
-autocast on CUDA, float32 on CPU, and channels_last tensors on both.
+``time.perf_counter`` around the calls. Tensors are channels_last on every device, as in training.
+
+Precision. Training runs in bf16 autocast where the hardware multiplies bf16 natively
+(:func:`sdnet.evaluate.use_bf16`: CUDA, CPUs with AMX or AVX512-BF16) and in float32 elsewhere. On
+such a CPU both are measured in one run (``--precision both``, the default there), so the float32
+and bf16 ratios can be read side by side; on CUDA bf16, elsewhere float32.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sdnet.config import RECIPES, command_line
 from sdnet.csc import CSCConv2d, csc_layers
-from sdnet.evaluate import autocast_for, resolve_device
+from sdnet.evaluate import autocast_for, cpu_has_native_bf16, resolve_device
 from sdnet.models import build
 
 MODELS = ("resnet18", "sdnet18", "sdnet18_all")
@@ -176,7 +181,8 @@ def _shape_name(s: dict[str, Any]) -> str:
 
 
 def bench_layer(
-    shape: dict[str, Any], device: torch.device, batch_size: int, repeats: int, min_sample_s: float, first_layer: bool
+    shape: dict[str, Any], device: torch.device, batch_size: int, repeats: int, min_sample_s: float, first_layer: bool,
+    bf16: bool = False,
 ) -> dict[str, Any]:
     """CSC against conv at one shape: ms per call (forward+backward, forward) and CSC/conv ratios."""
     fmt = torch.channels_last  # as training runs, on every device
@@ -194,17 +200,17 @@ def bench_layer(
     x.requires_grad_(not first_layer)
 
     def steps(layer: nn.Module) -> tuple[Callable[[], None], Callable[[], None]]:
-        with autocast_for(device, None), torch.no_grad():
+        with autocast_for(device, bf16), torch.no_grad():
             grad_out = torch.randn_like(layer(x))  # the dtype and layout of the layer's output
 
         def train() -> None:
             layer.weight.grad = x.grad = None
-            with autocast_for(device, None):
+            with autocast_for(device, bf16):
                 out = layer(x)
             out.backward(grad_out)
 
         def forward() -> None:
-            with autocast_for(device, None), torch.no_grad():
+            with autocast_for(device, bf16), torch.no_grad():
                 layer(x)
 
         return train, forward
@@ -226,7 +232,7 @@ def bench_layer(
 
 def bench_models(
     device: torch.device, batch_size: int, repeats: int, min_sample_s: float, width: int, image_size: int,
-    settle_steps: int,
+    settle_steps: int, bf16: bool = False,
 ) -> list[dict[str, Any]]:
     """Training and evaluation steps of each of ``MODELS``: images/s, and relative to ResNet-18.
 
@@ -250,7 +256,7 @@ def bench_models(
         def train_step(model=model, optimizer=optimizer, csc=csc, data=timed_batch, iterations=power_iterations[name]) -> None:
             x, y = data
             model.train()
-            with autocast_for(device, None):
+            with autocast_for(device, bf16):
                 loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -262,7 +268,7 @@ def bench_models(
 
         def eval_step(model=model, x=timed_batch[0]) -> None:
             model.eval()
-            with autocast_for(device, None), torch.no_grad():
+            with autocast_for(device, bf16), torch.no_grad():
                 model(x)
 
         train_cases[name], eval_cases[name] = train_step, eval_step
@@ -313,7 +319,12 @@ def count_flops(name: str, width: int, image_size: int) -> dict[str, float]:
     record = lambda layer, args: sizes.update({layer: tuple(args[0].shape[-2:])})  # noqa: E731
     hooks = [layer.register_forward_pre_hook(record) for _, layer in csc_layers(model)]
     with torch.no_grad():
-        model(x)  # refreshes every step size: the counted steps below run no power iteration
+        # Refresh every step size until it has converged (a refresh cut off at its iteration limit
+        # is continued by the next call): the counted steps below then run no power iteration.
+        for _ in range(100):
+            model(x)
+            if not any(layer.power_iterations for layer in sizes):
+                break
     for h in hooks:
         h.remove()
 
@@ -350,6 +361,16 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+PRECISIONS = ("float32", "bf16")
+
+
+def default_precisions(device: torch.device) -> list[str]:
+    """bf16 on CUDA; float32 and bf16 on a CPU that multiplies bf16 natively; else float32."""
+    if device.type == "cuda":
+        return ["bf16"]
+    return ["float32", "bf16"] if cpu_has_native_bf16() else ["float32"]
+
+
 def run_benchmark(
     device: str | torch.device = "auto",
     batch_size: int | None = None,
@@ -357,23 +378,31 @@ def run_benchmark(
     quick: bool = False,
     *,
     settle_steps: int = SETTLE_STEPS,
+    width: int = 64,
+    precisions: list[str] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Time the CSC layers against convs and SDNet-18(-All) against ResNet-18; returns a JSON-able dict.
 
-    ``batch_size`` defaults to 128 on CUDA (the paper's CIFAR batch) and 32 on CPU. ``quick`` runs
-    tiny sizes for a smoke test (and ignores ``batch_size``, ``repeats`` and ``settle_steps``). The
-    caller's RNG state is left untouched.
+    ``batch_size`` defaults to 128 on CUDA (the paper's CIFAR batch) and 32 on CPU; ``width`` is the
+    networks' stem width (64 in the paper). ``precisions``: some of ``float32``, ``bf16`` (default:
+    :func:`default_precisions`), each measured in full, one after the other. ``quick`` runs tiny
+    sizes for a smoke test (and ignores ``batch_size``, ``repeats``, ``settle_steps`` and ``width``).
+    The caller's RNG state is left untouched.
     """
     device = resolve_device(device)
     cuda = device.type == "cuda"
-    width, image_size = (QUICK["width"], QUICK["image_size"]) if quick else (64, IMAGE_SIZE)
+    precisions = default_precisions(device) if precisions is None else list(precisions)
+    if not precisions or any(p not in PRECISIONS for p in precisions):
+        raise ValueError(f"precisions must be some of {PRECISIONS}, got {precisions}")
+    image_size = IMAGE_SIZE
     if quick:
+        width, image_size = QUICK["width"], QUICK["image_size"]
         batch_size, repeats, settle_steps = QUICK["batch_size"], QUICK["repeats"], QUICK["settle_steps"]
     elif batch_size is None:
         batch_size = 128 if cuda else 32
-    if batch_size < 1 or repeats < 1 or settle_steps < 0:
-        raise ValueError(f"need batch_size, repeats >= 1 and settle_steps >= 0, got {batch_size}, {repeats}, {settle_steps}")
+    if batch_size < 1 or repeats < 1 or settle_steps < 0 or width < 1:
+        raise ValueError(f"need batch_size, repeats, width >= 1 and settle_steps >= 0, got {batch_size}, {repeats}, {width}, {settle_steps}")
     # Short GPU calls are timed over runs of at least 20 ms; on CPU every call is long enough.
     min_sample_s = 0.02 if cuda and not quick else 0.0
 
@@ -385,65 +414,80 @@ def run_benchmark(
     on_device = torch.cuda.device(device) if cuda else contextlib.nullcontext()
     cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True  # as in training: fixed shapes, best algorithms
+    runs = {}
     try:
         with on_device, torch.random.fork_rng(devices=[device] if cuda else []):
-            torch.manual_seed(0)
-            shapes = distinct_csc_shapes(build("sdnet18_all", NUM_CLASSES, width=width), image_size)
-            layers = []
-            for i, shape in enumerate(shapes):
-                log(f"layer {i + 1}/{len(shapes)}: {_shape_name(shape)}")
-                layers.append(bench_layer(shape, device, batch_size, repeats, min_sample_s, first_layer=i == 0))
-            log(f"models: {', '.join(MODELS)}")
-            models = bench_models(device, batch_size, repeats, min_sample_s, width, image_size, settle_steps)
+            for precision in precisions:
+                torch.manual_seed(0)
+                bf16 = precision == "bf16"
+                shapes = distinct_csc_shapes(build("sdnet18_all", NUM_CLASSES, width=width), image_size)
+                layers = []
+                for i, shape in enumerate(shapes):
+                    log(f"{precision}: layer {i + 1}/{len(shapes)}: {_shape_name(shape)}")
+                    layers.append(bench_layer(shape, device, batch_size, repeats, min_sample_s, first_layer=i == 0, bf16=bf16))
+                log(f"{precision}: models: {', '.join(MODELS)}")
+                models = bench_models(device, batch_size, repeats, min_sample_s, width, image_size, settle_steps, bf16=bf16)
+                runs[precision] = dict(layers=layers, models=models)
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
     first = shapes[0]
     return dict(
-        device=dict(type=device.type, name=_device_name(device), threads=torch.get_num_threads()),
+        device=dict(type=device.type, name=_device_name(device), threads=torch.get_num_threads(), native_bf16=cuda or cpu_has_native_bf16()),
         torch=torch.__version__,
         cuda=torch.version.cuda if cuda else None,
         settings=dict(
             batch_size=batch_size, repeats=repeats, settle_steps=settle_steps, quick=quick, width=width, image_size=image_size,
-            precision="bf16 autocast" if cuda else "float32", channels_last=True,
+            precisions=precisions, channels_last=True,
             lam=first["lam"], n_steps=first["n_steps"], non_negative=first["non_negative"],
             optimizer=dict(name="SGD", **SGD),
         ),
-        layers=layers,
-        models=models,
+        precisions=runs,
     )
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """The result as two plain-text tables (times are medians, ratios medians of per-round ratios)."""
+    """The result as plain-text tables per precision (times are medians, ratios medians of
+    per-round ratios), then the models' ratios of all precisions side by side."""
     s, d = result["settings"], result["device"]
     head = (
         f"{d['name']} ({d['type']}, {d['threads']} threads), torch {result['torch']}, "
-        f"{s['precision']}, batch {s['batch_size']}, median of {s['repeats']}"
+        f"width {s['width']}, batch {s['batch_size']}, median of {s['repeats']}"
         f", models timed after {s.get('settle_steps', 0)} training steps"
         f"; CSC: lam {s['lam']}, {s['n_steps']} steps, {'non-negative' if s['non_negative'] else 'signed'}"
     )
-    lines = [head, "", "CSCConv2d vs nn.Conv2d, ms per call (ratio: CSC time / conv time)"]
-    lines.append(
-        f"{'shape':<26}{'layers':>7} | {'conv f+b':>9}{'CSC f+b':>9}{'ratio':>7} | {'conv fwd':>9}{'CSC fwd':>9}{'ratio':>7}"
-    )
-    for r in result["layers"]:
+    lines = [head]
+    for precision, run in result["precisions"].items():
+        lines += ["", f"[{precision}] CSCConv2d vs nn.Conv2d, ms per call (ratio: CSC time / conv time)"]
         lines.append(
-            f"{r['shape']:<26}{r['count']:>7} | {r['conv_train_ms']:>9.2f}{r['csc_train_ms']:>9.2f}{r['train_ratio']:>7.2f}"
-            f" | {r['conv_forward_ms']:>9.2f}{r['csc_forward_ms']:>9.2f}{r['forward_ratio']:>7.2f}"
+            f"{'shape':<26}{'layers':>7} | {'conv f+b':>9}{'CSC f+b':>9}{'ratio':>7} | {'conv fwd':>9}{'CSC fwd':>9}{'ratio':>7}"
         )
-    lines += ["", f"Models (CIFAR stem), images/s (rel.: throughput relative to {BASELINE}; bound: what FLOPs allow)"]
-    lines.append(
-        f"{'model':<14} | {'train img/s':>12}{'rel.':>7}{'bound':>7}{'GFLOP':>7} | {'eval img/s':>12}{'rel.':>7}{'bound':>7}{'GFLOP':>7} | power it."
-    )
-    for r in result["models"]:
-        iterations = "-" if r["power_iterations"] is None else f"{r['power_iterations']:.1f}"
+        for r in run["layers"]:
+            lines.append(
+                f"{r['shape']:<26}{r['count']:>7} | {r['conv_train_ms']:>9.2f}{r['csc_train_ms']:>9.2f}{r['train_ratio']:>7.2f}"
+                f" | {r['conv_forward_ms']:>9.2f}{r['csc_forward_ms']:>9.2f}{r['forward_ratio']:>7.2f}"
+            )
+        lines += ["", f"[{precision}] Models (CIFAR stem), images/s (rel.: throughput relative to {BASELINE}; bound: what FLOPs allow)"]
         lines.append(
-            f"{r['model']:<14} | {r['train_images_per_s']:>12.1f}{r['train_relative']:>7.2f}{r['train_flops_bound']:>7.2f}"
-            f"{r['train_gflops_per_image']:>7.2f} | {r['eval_images_per_s']:>12.1f}{r['eval_relative']:>7.2f}"
-            f"{r['eval_flops_bound']:>7.2f}{r['eval_gflops_per_image']:>7.2f} | {iterations:>9}"
+            f"{'model':<14} | {'train img/s':>12}{'rel.':>7}{'bound':>7}{'GFLOP':>7} | {'eval img/s':>12}{'rel.':>7}{'bound':>7}{'GFLOP':>7} | power it."
         )
+        for r in run["models"]:
+            iterations = "-" if r["power_iterations"] is None else f"{r['power_iterations']:.1f}"
+            lines.append(
+                f"{r['model']:<14} | {r['train_images_per_s']:>12.1f}{r['train_relative']:>7.2f}{r['train_flops_bound']:>7.2f}"
+                f"{r['train_gflops_per_image']:>7.2f} | {r['eval_images_per_s']:>12.1f}{r['eval_relative']:>7.2f}"
+                f"{r['eval_flops_bound']:>7.2f}{r['eval_gflops_per_image']:>7.2f} | {iterations:>9}"
+            )
     lines.append("(power it.: mean iterations of the step-size power iteration per CSC layer and training step;")
     lines.append(" GFLOP: per image, convolutions and linear layers, the training step's including its share of the refresh)")
+    names = list(result["precisions"])
+    lines += ["", f"Relative to {BASELINE}, by precision (train | eval; bound: what FLOPs allow)"]
+    lines.append(f"{'model':<14} | " + "".join(f"{n:>9}" for n in names) + f"{'bound':>7} | " + "".join(f"{n:>9}" for n in names) + f"{'bound':>7}")
+    for i, r in enumerate(result["precisions"][names[0]]["models"]):
+        rows = [result["precisions"][n]["models"][i] for n in names]
+        lines.append(
+            f"{r['model']:<14} | " + "".join(f"{x['train_relative']:>9.2f}" for x in rows) + f"{r['train_flops_bound']:>7.2f} | "
+            + "".join(f"{x['eval_relative']:>9.2f}" for x in rows) + f"{r['eval_flops_bound']:>7.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -456,11 +500,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice); 1 gives steadier numbers on a shared machine")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--settle-steps", type=int, default=SETTLE_STEPS, help="untimed training steps of each model before its training steps are timed (0: time the first steps after initialisation)")
+    p.add_argument("--width", type=int, default=64, help="the networks' stem width (64 in the paper; 16 for the cpu profile's networks)")
+    p.add_argument("--precision", choices=["auto", "both", *PRECISIONS], default="auto", help="auto: bf16 on CUDA, both on a CPU with native bf16, else float32")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks that it runs")
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    result = run_benchmark(args.device, args.batch_size, args.repeats, args.quick, settle_steps=args.settle_steps, progress=True)
+    precisions = {"auto": None, "both": list(PRECISIONS)}.get(args.precision, [args.precision])
+    result = run_benchmark(
+        args.device, args.batch_size, args.repeats, args.quick, settle_steps=args.settle_steps, width=args.width, precisions=precisions, progress=True
+    )
     print(format_table(result))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -214,7 +214,7 @@ class TrainConfig(Section):
     # machinery
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
-    bf16: bool | None = None  # None: bf16 autocast on CUDA, float32 on CPU
+    bf16: bool | str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AMX/AVX512-BF16)
     channels_last: bool = True  # NHWC tensors: faster with cuDNN and with oneDNN on CPUs (+25% here)
     compile: bool = False  # torch.compile the model (CUDA)
     eval_every: int = 1  # epochs between test-set evaluations (the last epoch is always evaluated)
@@ -262,6 +262,7 @@ class TrainConfig(Section):
         need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
         need(self.seed >= 0, "seed", "an integer >= 0")
         need(self.device in DEVICES, "device", f"one of {list(DEVICES)}")
+        need(self.bf16 in ("auto", True, False), "bf16", "auto, true or false")
         need(self.eval_every >= 1, "eval_every", "an integer >= 1")
         need(self.workers >= 0, "workers", "an integer >= 0")
 

@@ -4,7 +4,8 @@
 
 Everything that measures accuracy in this package goes through :class:`Tally` (sums kept on the
 device, read back once) and :func:`evaluate` (one pass over the batches in eval mode, on the
-device's fast path: bf16 autocast on CUDA, float32 on a CPU, channels_last tensors, as in training).
+device's fast path: bf16 autocast where the hardware multiplies bf16 natively (:func:`use_bf16`),
+channels_last tensors, as in training).
 :func:`lambda_sweep` repeats it at several test-time lambdas, and :func:`at_lambda` is the one
 place that knows a model without CSC layers (a ResNet baseline) has no lambda to set.
 
@@ -19,6 +20,7 @@ import argparse
 import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -47,10 +49,45 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def autocast_for(device: torch.device, bf16: bool | None) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA by default, nothing on CPU (float32) unless asked."""
-    use = device.type == "cuda" if bf16 is None else bf16
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
+BF16_SETTINGS = ("auto", True, False)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX-BF16 or AVX512-BF16: Intel Xeons
+    since Sapphire Rapids, AMD Zen 4), as PyTorch's own CPU probe reports it. Elsewhere oneDNN
+    emulates bf16 and runs it slower than float32."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch >= 2.8
+    if capabilities is None:
+        return False
+    found = capabilities()
+    return bool(found.get("amx_bf16") or found.get("avx512_bf16"))
+
+
+def use_bf16(device: torch.device, bf16: bool | str = "auto") -> bool:
+    """The one precision rule of training, evaluation, the noise sweeps and the benchmark.
+
+    ``"auto"``: bf16 autocast on CUDA and on a CPU with native bf16 matrix units
+    (:func:`cpu_has_native_bf16`), float32 elsewhere. ``True``/``False`` force it; ``True`` on a CPU
+    without those units works but is slow, and says so. The CSC layers keep their solver's sums in
+    float32 either way (:func:`sdnet.csc.fista`).
+    """
+    if bf16 not in BF16_SETTINGS:
+        raise ConfigError(f"bf16 must be one of {list(BF16_SETTINGS)}, got {bf16!r}")
+    device = torch.device(device)
+    native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    if bf16 == "auto":
+        return native
+    if bf16 and not native:
+        warnings.warn(
+            f"bf16 was asked for on {device.type}, which has no native bf16 matrix units: it is emulated "
+            "and runs slower than float32 (use bf16: auto or false)", stacklevel=2,
+        )
+    return bool(bf16)
+
+
+def autocast_for(device: torch.device, bf16: bool | str = "auto") -> contextlib.AbstractContextManager:
+    """bf16 autocast where :func:`use_bf16` says so, else nothing (float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16(device, bf16) else contextlib.nullcontext()
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -163,7 +200,7 @@ def evaluate(
     layers: LayerChoice = None,
     probe: str | bool | None = None,
     device: str | torch.device | None = None,
-    bf16: bool | None = None,
+    bf16: bool | str = "auto",
     channels_last: bool = True,
     distributed: bool = False,
 ) -> dict[str, float]:
@@ -171,8 +208,8 @@ def evaluate(
 
     ``lam`` sets the test-time lambda of the CSC layers ``layers`` chooses (``lam=None``: leave
     them as they are); ``probe`` adds the mean reconstruction error and sparsity of one CSC layer
-    (see :func:`probe_layer`). Runs in eval mode and restores the previous mode. ``bf16`` and
-    ``channels_last`` default to the device's fast path (on for CUDA, off on a CPU).
+    (see :func:`probe_layer`). Runs in eval mode and restores the previous mode. ``bf16`` follows
+    :func:`use_bf16`; ``channels_last`` tensors are the fast layout on every device.
     ``distributed``: each process evaluated its own shard; the sums are added across processes
     before the read (every process gets the result over all shards).
     """

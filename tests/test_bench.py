@@ -18,14 +18,20 @@ def quick():
     # a busy core, which keeps this test at a few seconds.
     rng = torch.get_rng_state()
     with one_thread():
-        result = bench.run_benchmark("cpu", quick=True)
+        result = bench.run_benchmark("cpu", quick=True, precisions=["float32", "bf16"])
     assert torch.equal(torch.get_rng_state(), rng), "the benchmark must leave the caller's RNG alone"
     return result
 
 
-def test_layers_cover_every_distinct_conv_shape_of_sdnet18_all(quick):
+@pytest.fixture(scope="module", params=["float32", "bf16"])
+def run(quick, request):
+    """One precision's measurements (both are measured in one run)."""
+    return quick["precisions"][request.param]
+
+
+def test_layers_cover_every_distinct_conv_shape_of_sdnet18_all(quick, run):
     width = quick["settings"]["width"]
-    layers = quick["layers"]
+    layers = run["layers"]
     # the stem, then per stage one stride-1 shape and (from stage 2 on) one stride-2 shape
     assert len(layers) == 8 and sum(r["count"] for r in layers) == 17
     stem = layers[0]
@@ -39,8 +45,8 @@ def test_layers_cover_every_distinct_conv_shape_of_sdnet18_all(quick):
             assert math.isfinite(r[key]) and r[key] > 0, key
 
 
-def test_models_are_compared_with_resnet18(quick):
-    models = {r["model"]: r for r in quick["models"]}
+def test_models_are_compared_with_resnet18(run):
+    models = {r["model"]: r for r in run["models"]}
     assert list(models) == ["resnet18", "sdnet18", "sdnet18_all"]
     assert models["resnet18"]["train_relative"] == models["resnet18"]["eval_relative"] == 1.0
     assert models["resnet18"]["power_iterations"] is None
@@ -107,8 +113,17 @@ def test_settings_and_environment_are_recorded(quick):
     assert quick["device"]["type"] == "cpu" and quick["device"]["name"]
     assert quick["torch"] == torch.__version__
     s = quick["settings"]
-    assert s["quick"] and s["precision"] == "float32" and s["channels_last"]  # NHWC on every device, as training
+    assert s["quick"] and s["precisions"] == ["float32", "bf16"] and s["channels_last"]  # NHWC on every device, as training
+    assert list(quick["precisions"]) == ["float32", "bf16"]
     assert s["optimizer"]["name"] == "SGD"
+
+
+def test_the_default_precisions_follow_the_hardware(monkeypatch):
+    monkeypatch.setattr(bench, "cpu_has_native_bf16", lambda: True)
+    assert bench.default_precisions(torch.device("cpu")) == ["float32", "bf16"]
+    monkeypatch.setattr(bench, "cpu_has_native_bf16", lambda: False)
+    assert bench.default_precisions(torch.device("cpu")) == ["float32"]
+    assert bench.default_precisions(torch.device("cuda")) == ["bf16"]
 
 
 def test_cli_prints_the_tables_and_writes_json(quick, tmp_path, monkeypatch, capsys):
@@ -116,10 +131,10 @@ def test_cli_prints_the_tables_and_writes_json(quick, tmp_path, monkeypatch, cap
     monkeypatch.setattr(bench, "run_benchmark", lambda *args, **kwargs: calls.append((args, kwargs)) or quick)
     out = tmp_path / "sub" / "bench.json"
     bench.main(["--device", "cpu", "--quick", "--json", str(out)])
-    assert calls[0][0] == ("cpu", None, 5, True)
+    assert calls[0][0] == ("cpu", None, 5, True) and calls[0][1]["precisions"] is None and calls[0][1]["width"] == 64
     assert json.loads(out.read_text()) == json.loads(json.dumps(quick))
     printed = capsys.readouterr().out
-    assert "CSCConv2d vs nn.Conv2d" in printed and "sdnet18_all" in printed
+    assert "CSCConv2d vs nn.Conv2d" in printed and "sdnet18_all" in printed and "by precision" in printed
 
 
 def test_bad_sizes_fail_before_any_work():

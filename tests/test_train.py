@@ -58,8 +58,9 @@ def test_train_writes_metrics_curves_and_a_loadable_checkpoint(tmp_path):
     assert ckpt["epoch"] == 2 and model.conv1.power_vector is not None
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path):
-    cfg = tiny(epochs=3)
+@pytest.mark.parametrize("bf16", [False, True])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, bf16):
+    cfg = tiny(epochs=3, bf16=bf16)
     full = train(cfg, tmp_path / "full")
     _killed_after_epoch(cfg, tmp_path / "resumed", epoch=1)
     assert checkpoint.load(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
