@@ -3,6 +3,7 @@
     python -m sdnet.pipeline deps [--write]            # the sdnet files each stage really imports
     python -m sdnet.pipeline run --profile fast        # the computing stages, without DVC or Jupyter
     python -m sdnet.pipeline repro                     # dvc repro, one line per stage, the rest in logs/
+    python -m sdnet.pipeline outs train@sdnet18        # the paths a stage writes (one a line)
 
 dvc.yaml is the single description of the study; this module reads it (expanding ``${...}``
 variables from params.yaml and ``foreach`` loops, as DVC does) rather than restating it.
@@ -170,6 +171,16 @@ def set_params(root: str | Path, assignments: list[str]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def select(stages: list[Stage], names: list[str]) -> list[Stage]:
+    """The stages called ``names`` (a name without ``@item`` stands for all its items), in
+    dvc.yaml's order; an unknown name is an error that lists the stages there are."""
+    chosen = [s for s in stages if s.name in names or s.name.split("@")[0] in names]
+    unknown = set(names) - {s.name for s in chosen} - {s.name.split("@")[0] for s in chosen}
+    if unknown:
+        raise SystemExit(f"no stage {sorted(unknown)} in dvc.yaml; its stages: {', '.join(s.name for s in stages)}")
+    return chosen
+
+
 def run(root: str | Path | None = None, profile: str | None = None, only: list[str] | None = None, dry_run: bool = False) -> list[Stage]:
     """Run the computing stages (``python -m sdnet...``) of dvc.yaml in order, or those of
     ``only`` (names, or a name without ``@item`` for all its items); returns the stages run.
@@ -180,10 +191,7 @@ def run(root: str | Path | None = None, profile: str | None = None, only: list[s
     """
     root = repo_root(root)
     stages = load_stages(root, profile)
-    chosen = [s for s in stages if only is None or s.name in only or s.name.split("@")[0] in only]
-    unknown = set(only or []) - {s.name for s in stages} - {s.name.split("@")[0] for s in stages}
-    if unknown:
-        raise SystemExit(f"no stage {sorted(unknown)} in dvc.yaml; its stages: {', '.join(s.name for s in stages)}")
+    chosen = stages if only is None else select(stages, only)
     # A stage is left for `dvc repro` if it runs a notebook or reads what such a stage writes.
     left_outs: list[str] = []
     computing, left = [], []
@@ -291,6 +299,9 @@ def main(argv: list[str] | None = None) -> None:
     rp = sub.add_parser("repro", help="dvc repro with one line per stage and the full output in a log file")
     rp.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to dvc repro")
     rp.add_argument("--log", default=None, help="default: logs/repro-<date>.log")
+    o = sub.add_parser("outs", help="print the outputs of stages (outs, metrics, plots), one path a line (e.g. to pack results)")
+    o.add_argument("stages", nargs="+", help="stage names, e.g. train@sdnet18 or train")
+    o.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
     d = sub.add_parser("deps", help="print the sdnet files each stage imports, and where dvc.yaml differs")
     d.add_argument("--write", action="store_true", help="rewrite the sdnet lines of dvc.yaml's deps to match")
     args = p.parse_args(argv)
@@ -301,6 +312,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "repro":
         raise SystemExit(repro(args.dvc_args, args.log))
+    if args.command == "outs":
+        print("\n".join(out for stage in select(load_stages(profile=args.profile), args.stages) for out in stage.outs))
+        return
     root = repo_root()
     if args.write:
         print("dvc.yaml updated" if write_code_deps(root) else "dvc.yaml was up to date")

@@ -101,3 +101,77 @@ def test_the_pipeline_runs_on_a_bare_box_then_dvc_finishes_it(tmp_path):
         stale = set(json.loads(status.stdout))
         expected = {s.name for s in stages if module in stage_code(work, s)}
         assert expected and stale == expected, (module, stale, expected)
+
+
+# The GPU box's two commands (scripts/remote_gpu.sh, README "Training on a remote GPU"), exactly as
+# a lease runs them, on the CPU with the tiny sizes above: the script applies REMOTE_SET after its
+# own settings, so TINY's data and sizes win.
+REMOTE = {
+    "REMOTE_DEVICE": "cpu", "REMOTE_SET": " ".join([*TINY, "profiles.fast.data.limit=200"]), "REMOTE_BENCH": "--quick",
+    "REMOTE_TESTS": "tests/test_cuda.py::test_channels_last_gives_the_same_results",
+}
+FIRST = ["tests", "bench", "train@resnet18", "train@sdnet18", "sweep_noise"]
+SECOND = ["attack", "train@sdnet18_all", "train@sdnet18_all_noshortcut"]
+# A CPU is slower than the GPU the stages' limits were sized for: 5 minutes each here.
+REMOTE.update({f"REMOTE_LIMIT_{name.replace('@', '_')}": "300" for name in FIRST + SECOND})
+
+
+def stage_lines(log: Path) -> list[tuple[str, str]]:
+    """(stage, what happened) from the script's own log: '[12 s] train@sdnet18: done in 9 s ...'."""
+    lines = [line.split("] ", 1)[1] for line in log.read_text().splitlines()]
+    return [(line.split(":")[0], line.split(": ", 1)[1]) for line in lines if ": done" in line or ": CUT" in line or ": FAILED" in line]
+
+
+def test_the_gpu_commands_return_small_results_that_dvc_finishes_at_home(tmp_path):
+    import tarfile
+
+    box, home, out = tmp_path / "box", tmp_path / "home", tmp_path / "out"
+    for folder in (box, home):
+        shutil.copytree(ROOT, folder, ignore=skip_local_state)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **REMOTE}
+
+    # 1. The first command: every stage in order, each finished one in the tar.
+    first = subprocess.run(["scripts/remote_gpu.sh", str(out), "first"], cwd=box, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert [name for name, _ in stage_lines(out / "remote_gpu-first.log")] == FIRST
+    # 2. The second, with its last stage cut by its time limit: the stages before it still come back.
+    cut = {**env, "REMOTE_LIMIT_train_sdnet18_all_noshortcut": "1"}
+    second = subprocess.run(["scripts/remote_gpu.sh", str(out), "second"], cwd=box, env=cut, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 1, second.stdout[-3000:] + second.stderr[-3000:]
+    lines = stage_lines(out / "remote_gpu-second.log")
+    assert [name for name, _ in lines] == SECOND
+    assert all(what.startswith("done") for _, what in lines[:-1]) and lines[-1][1] == "CUT at its limit of 1 s"
+    reports = "./reports/fast"
+    for part, expected in [
+        ("first", ["./params.yaml", "./reports/benchmarks/cpu.json", f"{reports}/train/resnet18.json", f"{reports}/curves/sdnet18.csv",
+                   f"{reports}/results/noise/sweep.csv", "./logs/remote-gpu/first/train@sdnet18.log"]),
+        ("second", ["./params.yaml", f"{reports}/results/attacks/attacks.csv", f"{reports}/train/sdnet18_all.json",
+                    "./logs/remote-gpu/second/train@sdnet18_all_noshortcut.log"]),
+    ]:
+        results = out / f"results-{part}.tar"
+        assert results.stat().st_size < 16 * 2**20
+        names = tarfile.open(results).getnames()
+        assert set(expected) <= set(names), set(expected) - set(names)
+        assert not [n for n in names if n.endswith(".pt")]  # no checkpoints: the chapters at home do not read them
+    assert f"{reports}/train/sdnet18_all_noshortcut.json" not in tarfile.open(out / "results-second.tar").getnames()
+
+    # 3. At home: unpack both, record what the box ran, and let DVC run the chapters on it.
+    for part in ("first", "second"):
+        subprocess.run(["tar", "xf", str(out / f"results-{part}.tar")], cwd=home, check=True)
+    finished = " ".join((home / "logs" / "remote-gpu" / part / "finished").read_text() for part in ("first", "second")).split()
+    assert set(finished) == set(FIRST[2:]) | {"attack", "train@sdnet18_all"}
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=home, env=env, check=True)
+    commit = subprocess.run([*dvc, "commit", "-f", *finished], cwd=home, env=env, capture_output=True, text=True)
+    assert commit.returncode == 0, commit.stdout[-3000:] + commit.stderr[-3000:]
+    chapters = ["explain_layer", "tabulate_accuracy", "tabulate_noise", "tabulate_attacks"]
+    repro = subprocess.run([*dvc, "repro", *chapters], cwd=home, env=env, capture_output=True, text=True, timeout=900)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    ran = {line.split("'")[1] for line in repro.stdout.splitlines() if line.startswith("Running stage")}
+    not_trained = {"train@resnet34", "train@sdnet34", "train@sdnet34_all", "train@sdnet18_all_noshortcut"}
+    assert ran == set(chapters) | not_trained, ran  # nothing trained or computed again at home
+    for stage in not_trained:
+        assert json.loads((home / "reports" / "fast" / "train" / f"{stage.split('@')[1]}.json").read_text())["trained"] is False
+    table_d1 = (home / "reports" / "fast" / "tables" / "02_classification" / "table_d1.md").read_text()
+    assert "| sdnet18_all " in table_d1
+    assert "not run at this profile: sdnet18_all_noshortcut" in table_d1  # the cut network is said not run
