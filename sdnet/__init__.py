@@ -10,19 +10,20 @@ The names below are imported on first use, so that ``import sdnet.config`` (chec
 params.yaml before any work) does not pay for importing torch.
 """
 
-import importlib
-
 __all__ = ["CSCConv2d", "csc_lambda", "csc_layers", "convert", "models"]
 __version__ = "0.1.0"
 
-_LAZY = {"CSCConv2d": "sdnet.csc", "csc_lambda": "sdnet.csc", "csc_layers": "sdnet.csc", "convert": "sdnet.models"}
-
 
 def __getattr__(name: str):
-    # importlib, not `from sdnet import models`: that form looks the name up on this package
-    # first, which calls this function again, and again (a RecursionError on first use).
-    if name == "models":
-        return importlib.import_module("sdnet.models")
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    # `import sdnet.x`, not `from sdnet import x`: the latter looks the name up on this package
+    # first, which calls this function again, and again (a RecursionError on first use). The
+    # plain imports also keep the modules visible to sdnet.provenance's import scan.
+    if name in ("CSCConv2d", "csc_lambda", "csc_layers"):
+        import sdnet.csc
+
+        return getattr(sdnet.csc, name)
+    if name in ("models", "convert"):
+        import sdnet.models
+
+        return sdnet.models if name == "models" else sdnet.models.convert
     raise AttributeError(f"module 'sdnet' has no attribute {name!r}")

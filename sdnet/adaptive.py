@@ -95,7 +95,7 @@ class AdaptiveLambda(nn.Module):
             pass
         finally:
             hook.remove()
-        return self.probe.reconstruction_mse
+        return self.probe.reconstruction_mse()
 
     def choose(self, x: Tensor) -> Tensor:
         """Index into :attr:`grid` of every sample's lambda, shape [N], on the host."""

@@ -167,4 +167,4 @@ def code_sparsity_per_layer(model: nn.Module, x: Tensor) -> dict[str, float]:
     """Mean fraction of exactly-zero code entries of every CSC layer on the batch ``x``."""
     with evaluating(model):
         model(x)
-    return {name: layer.sparsity.mean().item() for name, layer in csc_layers(model)}
+    return {name: layer.sparsity().mean().item() for name, layer in csc_layers(model)}

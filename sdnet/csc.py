@@ -255,7 +255,7 @@ class CSCConv2d(nn.Module):
     then it returns the code of :func:`fista`. Both steps run in float32 without autograd.
 
     ``lam`` may be changed at any time (see :func:`csc_lambda`). After a forward pass,
-    :attr:`reconstruction_error` and :attr:`sparsity` describe the last batch, per sample, and
+    :meth:`reconstruction_error` and :meth:`sparsity` describe the last batch, per sample, and
     :attr:`power_iterations` says how many iterations the step-size refresh took.
     """
 
@@ -434,20 +434,17 @@ class CSCConv2d(nn.Module):
         op = self.output_padding((x.shape[-2], x.shape[-1]))
         return synthesize(z.to(weight.dtype), weight, self.stride, self.padding, op)
 
-    @property
     @torch.no_grad()
     def reconstruction_error(self) -> Tensor:
         """Per-sample squared reconstruction error ``||x - A z||^2`` of the last batch, shape [N]."""
         return reconstruction_error(self._last_batch()[0], self.reconstruction())
 
-    @property
     @torch.no_grad()
     def reconstruction_mse(self) -> Tensor:
         """Per-sample ``||x - A z||^2 / numel(x)`` of the last batch, shape [N]: the error per input
         value, comparable across input sizes (what the robustness chapter fits lambda against)."""
         return reconstruction_error(self._last_batch()[0], self.reconstruction(), "mean")
 
-    @property
     @torch.no_grad()
     def sparsity(self) -> Tensor:
         """Per-sample fraction of exactly-zero code entries of the last batch, shape [N]."""

@@ -10,7 +10,7 @@ channels_last tensors, as in training).
 place that knows a model without CSC layers (a ResNet baseline) has no lambda to set.
 
 A *probe* names one CSC layer whose per-sample reconstruction error (per input value,
-``CSCConv2d.reconstruction_mse``) and code sparsity are averaged alongside the accuracy: the
+``CSCConv2d.reconstruction_mse()``) and code sparsity are averaged alongside the accuracy: the
 quantities the robustness chapter relates to the best lambda.
 """
 
@@ -168,7 +168,7 @@ class Tally:
         hits = top5 == labels[:, None]
         n = torch.tensor(len(labels), device=logits.device)
         if self.probe is not None:
-            error, zeros = self.probe.reconstruction_mse.sum(), self.probe.sparsity.sum()
+            error, zeros = self.probe.reconstruction_mse().sum(), self.probe.sparsity().sum()
         else:
             error = zeros = torch.zeros((), device=logits.device)
         loss = F.cross_entropy(logits, labels, reduction="sum")
@@ -251,7 +251,7 @@ def lambda_sweep(model: nn.Module, batches: Batches, lambdas: Sequence[float], *
 def main(argv: list[str] | None = None) -> None:
     from sdnet.checkpoint import CheckpointError, load_model
     from sdnet.data import DeviceLoader, load_dataset
-    from sdnet.study import json_ready
+    from sdnet.strict_json import json_ready
 
     p = argparse.ArgumentParser(description="Evaluate a trained sdnet checkpoint (top-1/top-5, optionally per test-time lambda).")
     p.add_argument("--checkpoint", required=True)

@@ -87,7 +87,7 @@ from sdnet.checkpoint import CheckpointError
 from sdnet.config import ARCHS, command_line
 from sdnet.csc import CSCConv2d, csc_layers
 from sdnet.models import ResNet, build
-from sdnet.paper import RELEASED_LINKS, released_help
+from sdnet.paper import released_help
 
 # The authors' CSC settings in every config of experiments/*.yaml (and Lib/config/default.py).
 AUTHORS_LAM, AUTHORS_STEPS = 0.1, 2

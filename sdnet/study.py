@@ -22,14 +22,13 @@ parameter fails in a second, before anything heavy is loaded.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdnet.config import ConfigError, Params, TrainConfig, load_params
+from sdnet.strict_json import write_json
 
 if TYPE_CHECKING:
     import torch
@@ -44,29 +43,6 @@ def repo_root(start: str | Path | None = None) -> Path:
         if (folder / "params.yaml").is_file() and (folder / "sdnet").is_dir():
             return folder
     raise FileNotFoundError(f"no params.yaml above {here}: run from inside the sdnet repository")
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (JSON has no NaN) and numpy/torch
-    scalars made plain, recursively through dicts and lists."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(path: Path, values: Any) -> Path:
-    """Strict JSON (``allow_nan=False`` after :func:`json_ready`), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(json_ready(values), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def batches(images: torch.Tensor, labels: torch.Tensor, size: int = 500) -> list[tuple[torch.Tensor, torch.Tensor]]:

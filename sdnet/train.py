@@ -12,7 +12,8 @@ curves, checkpoint}. What it writes to ``out``:
 - ``metrics.json``   the final numbers (top-1/top-5, loss, wall time, images/s, parameters)
 
 The device decides the fast path: the data stays on the device and augmentation is batched there;
-on CUDA the step runs under bf16 autocast, optionally torch.compile'd; tensors are channels_last
+the step runs under bf16 autocast where the hardware has native bf16 (``evaluate.use_bf16``: CUDA,
+CPUs with AMX or AVX512-BF16), optionally torch.compile'd; tensors are channels_last
 (NHWC) everywhere, which cuDNN and oneDNN (CPUs) both run faster. Under
 ``torchrun`` the same code trains with DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
 """
@@ -41,7 +42,7 @@ from sdnet.config import RECIPES, ConfigError, SdnetError, TrainConfig, command_
 from sdnet.evaluate import autocast_for, evaluate, resolve_device
 from sdnet.models import count_parameters
 from sdnet.provenance import code_fingerprint, data_fingerprint
-from sdnet.study import json_ready, write_json
+from sdnet.strict_json import json_ready, write_json
 
 # Parameters that do not change the result: a checkpoint made with other values still resumes.
 _RESUME_NEUTRAL = {"progress", "eval_every", "workers", "device", "compile"}
@@ -120,7 +121,7 @@ class Data:
     fingerprint: str
 
 
-def make_loaders(cfg: TrainConfig, device: torch.device, ddp: Dist, channels_last: bool) -> Data:
+def make_loaders(cfg: TrainConfig, device: torch.device, ddp: Dist) -> Data:
     if cfg.dataset == "imagenet":
         from sdnet.data.imagenet import imagenet_loaders
 
@@ -131,7 +132,7 @@ def make_loaders(cfg: TrainConfig, device: torch.device, ddp: Dist, channels_las
     from sdnet.data import DeviceLoader, load_dataset
 
     train_set, test_set = load_dataset(cfg.dataset, cfg.data_root, verify=cfg.verify, limit=cfg.limit)
-    common = dict(device=device, seed=cfg.seed, rank=ddp.rank, world_size=ddp.world_size, channels_last=channels_last)
+    common = dict(device=device, seed=cfg.seed, rank=ddp.rank, world_size=ddp.world_size, channels_last=cfg.channels_last)
     train_loader = DeviceLoader(train_set, cfg.batch_size, train=True, **common)
     test_loader = DeviceLoader(test_set, max(cfg.batch_size, 500), train=False, **common)
     return Data(train_loader, test_loader, len(train_set.classes), train_set.name, "cifar", data_fingerprint(train_set, test_set))
@@ -200,13 +201,12 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
     device = resolve_device(cfg.device)
     ddp, device = setup_distributed(device)
     cuda = device.type == "cuda"
-    channels_last = cfg.channels_last
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     torch.manual_seed(cfg.seed)  # model initialisation (identical on every rank)
     if cuda:
         torch.backends.cudnn.benchmark = True
 
-    data = make_loaders(cfg, device, ddp, channels_last)
+    data = make_loaders(cfg, device, ddp)
     train_loader, test_loader = data.train, data.test
     arch = checkpoint.architecture(cfg.model, data.num_classes, data.stem, lam=cfg.lam, n_steps=cfg.n_steps, shortcut=cfg.shortcut, width=cfg.width)
     model = checkpoint.build_from(arch).to(device, memory_format=memory_format)
@@ -286,7 +286,7 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
 
         row: dict[str, Any] = dict(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], train_loss=loss_sum / n, train_top1=100 * correct / n, epoch_seconds=seconds, images_per_second=n / seconds)
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            test = evaluate(model, test_loader, device=device, bf16=cfg.bf16, channels_last=channels_last, distributed=ddp.world_size > 1)
+            test = evaluate(model, test_loader, device=device, bf16=cfg.bf16, channels_last=cfg.channels_last, distributed=ddp.world_size > 1)
             row.update({f"test_{k}": v for k, v in test.items() if k != "n"})
         history.append(row)
         if hasattr(epochs, "set_postfix"):

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from sdnet.models import build
-from single_thread import one_thread
+from sdnet.threads import one_thread
 
 STEPS = 40
 BOUND = 1.6  # -All's mean loss over the first STEPS steps, at most this multiple of SDNet-18's

@@ -9,7 +9,7 @@ import torch
 from sdnet import bench
 from sdnet.csc import CSCConv2d
 from sdnet.models import build
-from single_thread import one_thread
+from sdnet.threads import one_thread
 
 
 @pytest.fixture(scope="module")

@@ -229,7 +229,7 @@ def test_shapes_match_conv2d(k, stride, padding, size):
     x = torch.randn(2, 3, size, size + 1)
     assert csc(x).shape == conv(x).shape
     assert [p.shape for p in csc.parameters()] == [p.shape for p in conv.parameters()]
-    csc.reconstruction_error  # the reconstruction has the input's size for every geometry
+    csc.reconstruction_error()  # the reconstruction has the input's size for every geometry
     assert csc.reconstruction().shape == x.shape
     csc.load_state_dict(conv.state_dict())  # a conv's state_dict loads into its CSC replacement
 
@@ -241,12 +241,12 @@ def test_diagnostics_are_per_sample():
     A = dense(layer, (6, 6))
     for b in range(3):
         r = x[b].flatten().numpy() - A @ z[b].flatten().detach().numpy()
-        assert layer.reconstruction_error[b].item() == pytest.approx(float(r @ r), rel=1e-6)
-        assert layer.sparsity[b].item() == pytest.approx(float((z[b] == 0).double().mean()))
+        assert layer.reconstruction_error()[b].item() == pytest.approx(float(r @ r), rel=1e-6)
+        assert layer.sparsity()[b].item() == pytest.approx(float((z[b] == 0).double().mean()))
     with torch.no_grad():
         layer.weight.mul_(2)
     with pytest.raises(RuntimeError, match="changed since the last forward"):
-        layer.reconstruction_error
+        layer.reconstruction_error()
 
 
 def test_larger_lambda_gives_sparser_codes_and_worse_reconstruction():
@@ -255,8 +255,8 @@ def test_larger_lambda_gives_sparser_codes_and_worse_reconstruction():
     for lam in [0.0, 0.1, 0.5, 1.0]:
         layer.lam = lam
         layer(x)
-        errs.append(layer.reconstruction_error.mean().item())
-        sparsity.append(layer.sparsity.mean().item())
+        errs.append(layer.reconstruction_error().mean().item())
+        sparsity.append(layer.sparsity().mean().item())
     assert errs == sorted(errs) and sparsity == sorted(sparsity) and sparsity[-1] > sparsity[0]
 
 
@@ -399,7 +399,7 @@ def test_reconstruction_error_reductions():
 def test_layer_mse_is_the_error_per_input_value():
     layer, x = make_problem(2, 3, 3, 2, 1, (6, 6), batch=2)
     layer(x)
-    torch.testing.assert_close(layer.reconstruction_mse, layer.reconstruction_error / x[0].numel())
+    torch.testing.assert_close(layer.reconstruction_mse(), layer.reconstruction_error() / x[0].numel())
 
 
 def test_the_step_size_stays_a_safe_bound_through_training():

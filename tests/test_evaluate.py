@@ -49,8 +49,8 @@ def test_probe_statistics_are_means_over_every_image(trained):
     with torch.no_grad():
         for xb, _ in batches:
             trained(xb)
-            errors.append(layer.reconstruction_mse)
-            zeros.append(layer.sparsity)
+            errors.append(layer.reconstruction_mse())
+            zeros.append(layer.sparsity())
     assert result["recon_error"] == pytest.approx(torch.cat(errors).mean().item(), rel=1e-6)
     assert result["sparsity"] == pytest.approx(torch.cat(zeros).mean().item(), rel=1e-6)
     assert "recon_error" not in evaluate(trained, batches)  # no probe asked for

@@ -16,7 +16,7 @@ import yaml
 
 from sdnet import checkpoint
 from sdnet.config import TrainConfig
-from sdnet.study import json_ready, write_json
+from sdnet.strict_json import json_ready, write_json
 from sdnet.train import TrainingDiverged, train
 
 pytestmark = pytest.mark.e2e

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT.parent / "shared" / "data" / "cifar-mini"
-DATA = [f"profiles.fast.data.datasets=[cifar10,cifar100]", f"profiles.fast.data.root={MINI}", "profiles.fast.data.verify=false"] if MINI.is_dir() \
+DATA = ["profiles.fast.data.datasets=[cifar10,cifar100]", f"profiles.fast.data.root={MINI}", "profiles.fast.data.verify=false"] if MINI.is_dir() \
     else ["profiles.fast.data.datasets=[synthetic]", "profiles.fast.data.limit=256"]
 # The fast profile as it is, shrunk to seconds: only sizes change, every section stays.
 TINY = DATA + [

@@ -72,7 +72,7 @@ def test_reported_error_is_the_layers_per_value_error(trained):
         z = trained[1](trained[0](x))
         mse = (trained[0](x) - nn.functional.conv_transpose2d(z, trained[1].weight, padding=1)).pow(2).mean()
     assert row["recon_error"] == pytest.approx(mse.item(), rel=1e-4)
-    assert trained[1].reconstruction_mse.shape == (8,)
+    assert trained[1].reconstruction_mse().shape == (8,)
 
 
 def test_a_model_without_csc_layers_is_evaluated_once():
@@ -91,10 +91,10 @@ def test_layers_choose_where_lambda_goes_and_what_is_measured():
     rows = lambda_sweep(model, [(x, y)], [0.1, 5.0], layers=["3"], probe=True)
     assert rows[1]["sparsity"] > rows[0]["sparsity"]  # the second layer's code, at its lambda
     model(x)
-    first = model[1].sparsity.mean().item()
+    first = model[1].sparsity().mean().item()
     with csc_lambda(model, 5.0, ["3"]):
         model(x)
-    assert model[1].sparsity.mean().item() == first  # the first layer kept its lambda
+    assert model[1].sparsity().mean().item() == first  # the first layer kept its lambda
     with pytest.raises(ValueError, match="not CSC layers"):
         lambda_sweep(model, [(x, y)], [0.1], layers=["4"], probe=True)
 
@@ -163,7 +163,7 @@ def half_noisy(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, LambdaFit]
     x[8:] = (x[8:] + 0.4 * torch.randn(x[8:].shape, generator=g)).clamp(0, 1)
     with torch.no_grad():
         model(x)
-    error = model[1].reconstruction_mse
+    error = model[1].reconstruction_mse()
     clean, noisy = error[:8].mean().item(), error[8:].mean().item()
     slope = 0.9 / (noisy - clean)
     return x, y, LambdaFit(slope, 0.1 - slope * clean, 1.0)

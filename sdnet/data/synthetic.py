@@ -52,13 +52,12 @@ about half a second on one core.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from sdnet.data.imageset import ImageSet, seeded_generator
+from sdnet.threads import one_thread
 
 CLASSES = [
     "vertical grating",
@@ -181,20 +180,6 @@ def _block(n: int, size: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
     return (images.clamp(0, 1) * 255).round().to(torch.uint8), labels
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread for a while. Generation is many small tensor ops: extra
-    threads only add synchronisation (on a busy 2-core machine we measured it 50x slower), and a
-    fixed thread count keeps the summation order of reductions, hence the bytes, independent of
-    the machine's core count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def generate(n: int, *, seed: int, split: int = 0, size: int = 32) -> ImageSet:
     """``n`` images of the stream (``seed``, ``split``): the first ``n`` of any longer draw."""
     if n < 0:
@@ -202,7 +187,7 @@ def generate(n: int, *, seed: int, split: int = 0, size: int = 32) -> ImageSet:
     if size < 8:
         raise ValueError(f"size must be >= 8 pixels, got {size}")
     images, labels = [torch.zeros(0, 3, size, size, dtype=torch.uint8)], [torch.zeros(0, dtype=torch.long)]
-    with _one_thread():
+    with one_thread():
         for block in range(math.ceil(n / BLOCK)):
             x, y = _block(BLOCK, size, seeded_generator(seed, split, block))
             images.append(x)

@@ -11,3 +11,33 @@ read what these write; the notebooks' own stages run them with papermill. A stag
 only what its stage needs, because dvc.yaml lists exactly those modules as the stage's
 dependencies (tests/test_pipeline_deps.py checks it).
 """
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from sdnet.config import command_line
+from sdnet.study import Study, load_study
+
+
+def stage_command(description: str, work: Callable[..., object], *, per_run: bool = False) -> Callable[[list[str] | None], None]:
+    """The ``main`` of a stage module: ``python -m sdnet.stages.<name> [RUN] [--profile P]`` loads
+    the profile's study (its parameters checked before any work) and calls ``work(study)``, or
+    ``work(study, run)`` for a stage per run (``per_run``; an unknown run fails naming the runs)."""
+
+    @command_line
+    def main(argv: list[str] | None = None) -> None:
+        p = argparse.ArgumentParser(description=description)
+        if per_run:
+            p.add_argument("run")
+        p.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
+        args = p.parse_args(argv)
+        study: Study = load_study(args.profile)
+        if per_run:
+            study.trained(args.run)  # an unknown run fails here, naming the runs there are
+            work(study, args.run)
+        else:
+            work(study)
+
+    return main

@@ -17,11 +17,11 @@ ResNet-18 rows have no lambda), ``stronger.csv`` (the check: lam, steps, restart
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
-from sdnet.config import command_line
-from sdnet.study import Study, batches, load_study, write_json
+from sdnet.stages import stage_command
+from sdnet.strict_json import write_json
+from sdnet.study import Study, batches
 
 # The heavy imports (torch, pandas, torchattacks) happen inside the functions, so that `main`
 # checks params.yaml first and a bad value fails in a second.
@@ -85,12 +85,7 @@ def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
     return {"attacks": table, "stronger": stronger}
 
 
-@command_line
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Stage attack: robust accuracy vs test-time lambda, per attack and radius.")
-    p.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
-    args = p.parse_args(argv)
-    attack(load_study(args.profile))
+main = stage_command("Stage attack: robust accuracy vs test-time lambda, per attack and radius.", attack)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ top1, recon_error, sparsity), ``adaptive.csv`` (column ``fit``: ``all conditions
 
 from __future__ import annotations
 
-import argparse
 
-from sdnet.config import command_line
-from sdnet.study import Study, batches, load_study, write_json
+from sdnet.stages import stage_command
+from sdnet.strict_json import write_json
+from sdnet.study import Study, batches
 
 # The heavy imports (torch, pandas, the evaluation code) happen inside the functions, so that
 # `main` checks params.yaml first and a bad value fails in a second.
@@ -90,12 +90,7 @@ def sweep_noise(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"
     return {"sweep": table, "adaptive": adaptive}
 
 
-@command_line
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Stage sweep_noise: accuracy vs test-time lambda under noise, and adaptive lambda.")
-    p.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
-    args = p.parse_args(argv)
-    sweep_noise(load_study(args.profile))
+main = stage_command("Stage sweep_noise: accuracy vs test-time lambda under noise, and adaptive lambda.", sweep_noise)
 
 
 if __name__ == "__main__":

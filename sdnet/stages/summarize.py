@@ -10,11 +10,10 @@ placeholder.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from sdnet.config import command_line
-from sdnet.study import Study, load_study
+from sdnet.stages import stage_command
+from sdnet.study import Study
 
 # (chapter, title, tables in the order shown); every chapter also has its verdict.md.
 SECTIONS = [
@@ -58,12 +57,7 @@ def write_results(study: Study) -> Path:
     return out
 
 
-@command_line
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Stage summarize: RESULTS.md from the chapters' verdicts and tables.")
-    p.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
-    args = p.parse_args(argv)
-    print(write_results(load_study(args.profile)))
+main = stage_command("Stage summarize: RESULTS.md from the chapters' verdicts and tables.", lambda study: print(write_results(study)))
 
 
 if __name__ == "__main__":

@@ -15,15 +15,15 @@ decides). Folders of datasets or seeds the profile no longer has are removed.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import shutil
 import statistics
 from pathlib import Path
 from typing import Any
 
-from sdnet.config import command_line
-from sdnet.study import Study, load_study, write_json
+from sdnet.stages import stage_command
+from sdnet.strict_json import write_json
+from sdnet.study import Study
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -86,15 +86,7 @@ def run_training(study: Study, run: str) -> dict[str, Any]:
     return summary
 
 
-@command_line
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Stage train@<run>: train a run on every dataset and seed of the active profile.")
-    p.add_argument("run")
-    p.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
-    args = p.parse_args(argv)
-    study = load_study(args.profile)
-    study.trained(args.run)  # an unknown run fails here, naming the runs there are
-    run_training(study, args.run)
+main = stage_command("Stage train@<run>: train a run on every dataset and seed of the active profile.", run_training, per_run=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,191 @@
+"""Committed results made by older code: found, and declared where a reader looks first.
+
+    python -m sdnet.stale cpu            # which stages of reports/cpu today's code would change
+    python -m sdnet.stale cpu --write    # declare it at the top of reports/cpu/RESULTS.md and README.md
+
+A committed study (``reports/<profile>/`` with the ``dvc.lock`` of its run) takes hours to rerun,
+and a change to the code it ran (a faster CSC layer, say) makes its numbers those of older code.
+Such a change may land before the rerun, but not silently: the first lines of the study's
+RESULTS.md and of README.md then say which stages would change, which commit made them, and that
+a rerun is pending. ``tests/test_reports.py`` accepts exactly that declared state: the notice must
+name exactly the stages whose code or parameters changed, and the outputs, notice aside, must be
+those the lock file recorded. The rerun removes the notice (``--write`` with nothing stale).
+
+Which stages are stale is what DVC says of a copy of the repository with the study's lock file
+and parameters in place: a stage whose ``deps`` (the sdnet modules it imports, its notebook, its
+parameters) changed since the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from sdnet.config import command_line
+from sdnet.study import repo_root
+
+# Copied neither into the scratch repository nor compared: local state and data, not results.
+_LOCAL = {".venv", ".git", ".dvc", "dvc.lock", "__pycache__", ".pytest_cache", "logs", "models", "gpu-results"}
+
+
+def _markers(profile: str) -> tuple[str, str]:
+    return f"<!-- stale-results:{profile} -->", f"<!-- /stale-results:{profile} -->"
+
+
+def lock_path(root: Path, profile: str) -> Path:
+    return root / "reports" / profile / "dvc.lock"
+
+
+def made_by(root: Path, profile: str) -> str | None:
+    """The commit that last changed the study's lock file (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(lock_path(root, profile).relative_to(root))],
+                             cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out or None
+
+
+def dvc_status(root: Path, profile: str, results_md: str | None = None) -> dict[str, list]:
+    """``dvc status --json`` of a scratch copy of ``root`` with ``reports/<profile>/dvc.lock`` as
+    its lock file and params.yaml set to the values that lock recorded. ``results_md``, if given,
+    replaces the study's RESULTS.md in the copy (the test strips the notice with it)."""
+    from sdnet.pipeline import set_params
+
+    lock = yaml.safe_load(lock_path(root, profile).read_text())
+    recorded = {k: v for stage in lock["stages"].values() for k, v in stage.get("params", {}).get("params.yaml", {}).items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "repo"
+        shutil.copytree(root, work, ignore=lambda folder, names: {n for n in names if n in _LOCAL or (Path(folder) == root and n == "data")})
+        set_params(work, [f"{key}={json.dumps(value)}" for key, value in recorded.items()])  # JSON is YAML
+        shutil.copy(lock_path(root, profile), work / "dvc.lock")
+        if results_md is not None:
+            (work / "reports" / profile / "RESULTS.md").write_text(results_md)
+        env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+        subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=work, env=env, check=True)
+        run = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=work, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"dvc status failed: {run.stderr}")
+    return json.loads(run.stdout or "{}")
+
+
+def _code_changes(entries: list) -> list[str]:
+    """The changed code and parameters among a stage's status entries (a dataset the scratch copy
+    lacks, or outputs, are not the code)."""
+    changed = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        for path, what in entry.get("changed deps", {}).items():
+            if path.startswith(("sdnet/", "notebooks/")) and what == "modified":
+                changed.append(path)
+            elif path == "params.yaml" or path.endswith(":params.yaml") or isinstance(what, dict):
+                changed.append("params.yaml")
+    return sorted(set(changed))
+
+
+def stale_stages(status: dict[str, list]) -> dict[str, list[str]]:
+    """From :func:`dvc_status`: ``{stage: [changed code and parameter files]}`` for every stage
+    whose code or parameters changed since the study ran."""
+    return {stage: files for stage, entries in sorted(status.items()) if (files := _code_changes(entries))}
+
+
+def notice(profile: str, stages: dict[str, list[str]], commit: str | None) -> str:
+    """The notice block for ``stages`` (empty when nothing is stale)."""
+    if not stages:
+        return ""
+    start, end = _markers(profile)
+    files = sorted({f for fs in stages.values() for f in fs})
+    by = f"commit `{commit}`" if commit else "an earlier commit"
+    return (
+        f"{start}\n"
+        f"> **These `{profile}` results were made by older code** ({by}). The code or parameters of "
+        f"{len(stages)} of their stages changed since ({', '.join(f'`{f}`' for f in files)}), so a rerun would change "
+        f"their numbers: {', '.join(f'`{s}`' for s in stages)}. The rerun is pending; until then read them as results of "
+        f"{by}.\n"
+        f"{end}\n"
+    )
+
+
+def _find(text: str, profile: str) -> re.Match | None:
+    start, end = _markers(profile)
+    return re.search(re.escape(start) + r".*?" + re.escape(end) + r"\n", text, flags=re.S)
+
+
+def read_notice(text: str, profile: str) -> str | None:
+    """The notice block for ``profile`` in ``text``, or None."""
+    found = _find(text, profile)
+    return found.group(0) if found else None
+
+
+def declared_stages(block: str) -> list[str]:
+    """The stage names a notice block lists (after 'change their numbers:')."""
+    listed = block.split("their numbers:", 1)[1].split(". The rerun", 1)[0]
+    return re.findall(r"`([^`]+)`", listed)
+
+
+def strip_notice(text: str, profile: str) -> str:
+    """``text`` without the notice for ``profile`` and the blank line after it: exactly the text
+    :func:`with_notice` added it to."""
+    found = _find(text, profile)
+    if not found:
+        return text
+    tail = text[found.end():]
+    return text[: found.start()] + (tail[1:] if tail.startswith("\n") else tail)
+
+
+def with_notice(text: str, profile: str, block: str, *, after_title: bool) -> str:
+    """``text`` with its notice for ``profile`` replaced by ``block`` (at the top, or after the
+    first line and its blank line when ``after_title``: README's title)."""
+    text = strip_notice(text, profile)
+    if not block:
+        return text
+    if after_title:
+        title, _, rest = text.partition("\n\n")
+        return f"{title}\n\n{block}\n{rest}"
+    return f"{block}\n{text}"
+
+
+def write(root: Path, profile: str) -> dict[str, list[str]]:
+    """Find the stale stages of ``reports/<profile>`` and (re)write the notice in its RESULTS.md
+    and in README.md (or remove it when nothing is stale)."""
+    results = root / "reports" / profile / "RESULTS.md"
+    clean = strip_notice(results.read_text(), profile)
+    stages = stale_stages(dvc_status(root, profile, results_md=clean))
+    block = notice(profile, stages, made_by(root, profile))
+    results.write_text(with_notice(clean, profile, block, after_title=False))
+    readme = root / "README.md"
+    readme.write_text(with_notice(readme.read_text(), profile, block, after_title=True))
+    return stages
+
+
+@command_line
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Which stages of a committed study today's code would change; --write declares it.")
+    p.add_argument("profile", help="the study: reports/<profile>/ with its dvc.lock")
+    p.add_argument("--write", action="store_true", help="write (or remove) the notice in its RESULTS.md and README.md")
+    args = p.parse_args(argv)
+    root = repo_root()
+    if not lock_path(root, args.profile).is_file():
+        raise SystemExit(f"no {lock_path(root, args.profile)}: reports/{args.profile} has no committed run")
+    if args.write:
+        stages = write(root, args.profile)
+    else:
+        clean = strip_notice((root / "reports" / args.profile / "RESULTS.md").read_text(), args.profile)
+        stages = stale_stages(dvc_status(root, args.profile, results_md=clean))
+    for stage, files in stages.items():
+        print(f"{stage}: {', '.join(files)}")
+    print(f"{len(stages)} stale stage(s) in reports/{args.profile}" + (" (declared in RESULTS.md and README.md)" if args.write and stages else ""))
+
+
+if __name__ == "__main__":
+    main()
