@@ -109,7 +109,7 @@ def notice(profile: str, stages: dict[str, list[str]], commit: str | None) -> st
     return (
         f"{start}\n"
         f"> **These `{profile}` results were made by older code** ({by}). The code or parameters of "
-        f"{len(stages)} of their stages changed since ({', '.join(f'`{f}`' for f in files)}), so a rerun would change "
+        f"{len(stages)} of their stages changed since ({', '.join(f'`{f}`' for f in files)}), so a rerun may change "
         f"their numbers: {', '.join(f'`{s}`' for s in stages)}. The rerun is pending; until then read them as results of "
         f"{by}.\n"
         f"{end}\n"
