@@ -24,8 +24,12 @@ from sdnet.models import build
 from sdnet.threads import one_thread
 
 STEPS = 40
-BOUND = 1.6  # -All's mean loss over the first STEPS steps, at most this multiple of SDNet-18's
-SEEDS = (0, 1)
+# -All's mean loss over the first STEPS steps, as a multiple of SDNet-18's: at most BOUND averaged
+# over SEEDS, and at most SEED_BOUND on any one. A single seed's ratio depends on the machine's
+# rounding (no-shortcut, seed 1: under 1.6 on one Xeon, 1.62 on an AMD EPYC, 1.69 there with an
+# earlier layer whose rounding differed); their mean is steadier (1.24 here, 1.22 with shortcuts).
+BOUND, SEED_BOUND = 1.4, 1.8
+SEEDS = (0, 1, 2, 3)
 
 
 def templates(n: int = 512, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +71,8 @@ def test_sdnet18_all_learns_about_as_fast_as_sdnet18(sdnet18_losses, shortcut):
         ratios = {seed: mean_training_loss("sdnet18_all", seed, shortcut=shortcut) / sdnet18_losses[seed] for seed in SEEDS}
     # SDNet-18 itself must have learned, or the comparison says nothing.
     assert all(loss < 1.0 for loss in sdnet18_losses.values()), sdnet18_losses
-    assert all(r <= BOUND for r in ratios.values()), f"-All/SDNet-18 mean-loss ratios {ratios} exceed {BOUND}"
+    mean = sum(ratios.values()) / len(ratios)
+    assert mean <= BOUND and all(r <= SEED_BOUND for r in ratios.values()), f"-All/SDNet-18 mean-loss ratios {ratios} (mean {mean:.3f})"
 
 
 def test_all_blocks_have_no_relu_between_the_csc_layers():
