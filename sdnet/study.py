@@ -167,16 +167,18 @@ class Study:
             model, ckpt = load_model(path, device)
             if ckpt["epoch"] != ckpt["config"]["epochs"]:
                 raise CheckpointError(f"{path} stopped at epoch {ckpt['epoch']} of {ckpt['config']['epochs']}: give a finished run")
-            got = (ckpt["arch"]["model"], ckpt["arch"]["shortcut"])
+            got = (ckpt["arch"]["model"], ckpt["arch"]["shortcut"], ckpt["arch"]["stem"], ckpt["arch"]["num_classes"])
         else:
             model = load_released(path, device)
             ckpt = {"released": str(path), "arch": model.released.describe(), "config": {"lam": AUTHORS_LAM, "n_steps": AUTHORS_STEPS}}
-            got = (model.released.model, model.released.shortcut)
-        spec = self.params.runs[run]
-        if got != (spec.model, spec.shortcut):
-            name = lambda model, shortcut: model + ("" if shortcut else " without shortcuts")  # noqa: E731
+            arch = model.released
+            got = (arch.model, arch.shortcut, arch.stem, arch.num_classes)
+        spec, classes = self.params.runs[run], 100 if self.dataset == "cifar100" else 10  # the chapters' data: 32x32 images
+        name = lambda model, shortcut, stem, classes: (  # noqa: E731
+            f"{model}{'' if shortcut else ' without shortcuts'} with the {stem} stem and {classes} classes")
+        if got != (spec.model, spec.shortcut, "cifar", classes):
             raise CheckpointError(f"profiles.{self.name}.checkpoints.{run} = {str(path)!r} holds {name(*got)}, "
-                                  f"not the run {run!r} ({name(spec.model, spec.shortcut)})")
+                                  f"not the run {run!r} on {self.dataset} ({name(spec.model, spec.shortcut, 'cifar', classes)})")
         return model.to(memory_format=torch.channels_last), ckpt
 
     @staticmethod
