@@ -425,6 +425,33 @@ class VisualizeParams(Section):
         self.need(self.images >= 1, "images", "an integer >= 1", where)
 
 
+# The runs a profile may take as checkpoint files instead of training them (``checkpoints``): the
+# authors' released CIFAR networks (sdnet.released), and a ResNet-18 of theirs or trained by this
+# project, as the baseline of chapters 3 and 4.
+CHECKPOINT_RUNS = ("sdnet18", "sdnet18_all", "sdnet18_all_noshortcut", "resnet18")
+
+
+@dataclass(frozen=True)
+class CheckpointParams(Section):
+    """A profile's ``checkpoints``: per run, a checkpoint file to use instead of training it
+    (a path, absolute or relative to the repository), or null. SDNet-18 is needed by chapters 3-5
+    (trained or given); the others are optional: without a ResNet-18 the chapters compare with
+    the paper's ResNet-18 numbers, without SDNet-18-All (no shortcut) chapter 5 shows the stem only."""
+
+    sdnet18: str | None = None
+    sdnet18_all: str | None = None
+    sdnet18_all_noshortcut: str | None = None
+    resnet18: str | None = None
+
+    def check(self, where: str = "") -> None:
+        for run in CHECKPOINT_RUNS:
+            self.need(getattr(self, run) is None or bool(getattr(self, run).strip()), run, "a path to a checkpoint file, or null", where)
+
+    def given(self) -> dict[str, str]:
+        """The runs given as files: run -> path as written."""
+        return {run: path for run in CHECKPOINT_RUNS if (path := getattr(self, run)) is not None}
+
+
 @dataclass(frozen=True)
 class Profile(Section):
     """One scale of the study (params.yaml ``profiles.<name>``)."""
@@ -435,6 +462,7 @@ class Profile(Section):
     robustness: NoiseParams
     adversarial: AttackParams
     visualize: VisualizeParams
+    checkpoints: CheckpointParams = field(default_factory=CheckpointParams)
 
     @classmethod
     def from_dict(cls, values: Any, where: str = "") -> Profile:
@@ -448,10 +476,15 @@ class Profile(Section):
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"unknown section {_join(where, key)!r}{hint}; a profile has: {', '.join(hints)}")
             sections[key] = hints[key].from_dict(value, _join(where, key))
-        missing = [k for k in hints if k not in sections]
+        missing = [k for k in hints if k not in sections and k != "checkpoints"]
         if missing:
             raise ConfigError(f"{where} is missing the section(s) {', '.join(missing)}")
-        return cls(**sections)
+        profile = cls(**sections)
+        both = sorted(set(profile.checkpoints.given()) & set(profile.train.runs))
+        if both:
+            raise ConfigError(f"{where}: {', '.join(both)} both trained (train.runs) and given as a checkpoint file "
+                              f"(checkpoints); remove one of the two")
+        return profile
 
 
 @dataclass(frozen=True)
@@ -502,8 +535,33 @@ def parse_params(raw: Any, profile: str | None = None, source: str = "params.yam
     return Params(name, runs, profiles)
 
 
+def checkpoint_path(root: str | Path, path: str) -> Path:
+    """A ``checkpoints`` entry as a path: ``~`` expanded, relative to the repository ``root``."""
+    return Path(root) / Path(path).expanduser()
+
+
+def check_checkpoints(params: Params, root: str | Path) -> None:
+    """The active profile's checkpoint files exist (paths relative to ``root``, the repository),
+    and SDNet-18, which chapters 3-5 need, is trained or given. The message says where the
+    authors publish their networks and where to put them. Inactive profiles are not checked:
+    their files need not be on this machine."""
+    from sdnet.paper import released_help
+
+    profile, name = params.active, params.profile
+    dataset = profile.data.datasets[0].removesuffix("-jpeg")  # the JPEG copy is CIFAR-10
+    for run, path in profile.checkpoints.given().items():
+        if not checkpoint_path(root, path).is_file():
+            raise ConfigError(f"profiles.{name}.checkpoints.{run} = {path!r}: no such file. {released_help(dataset, run)}")
+    if "sdnet18" not in profile.train.runs and profile.checkpoints.sdnet18 is None:
+        raise ConfigError(
+            f"profile {name!r} has no SDNet-18: it neither trains it (train.runs) nor is given a checkpoint file "
+            f"(profiles.{name}.checkpoints.sdnet18 is null). {released_help(dataset, 'sdnet18')} For example: "
+            f"dvc exp run -S profile={name} -S profiles.{name}.checkpoints.sdnet18=data/released/{dataset}/sdnet18/model_best.pth.tar")
+
+
 def load_params(path: str | Path, profile: str | None = None) -> Params:
-    """Read and validate a params.yaml file (see :func:`parse_params`)."""
+    """Read and validate a params.yaml file (see :func:`parse_params`), and the active profile's
+    checkpoint files (:func:`check_checkpoints`, relative to the file's folder)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -511,4 +569,6 @@ def load_params(path: str | Path, profile: str | None = None) -> Params:
         raise ConfigError(f"no {path}: run from inside the sdnet repository") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    return parse_params(raw, profile, str(path))
+    params = parse_params(raw, profile, str(path))
+    check_checkpoints(params, path.parent)
+    return params

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdnet.config import ConfigError, Params, TrainConfig, load_params
+from sdnet.config import ConfigError, Params, TrainConfig, checkpoint_path, load_params
 from sdnet.strict_json import write_json
 
 if TYPE_CHECKING:
@@ -94,6 +94,16 @@ class Study:
         self._check_run(run)
         return run in self.params.active.train.runs
 
+    def released(self, run: str) -> Path | None:
+        """The checkpoint file the active profile gives for ``run`` (``checkpoints``), or None."""
+        self._check_run(run)
+        path = self.params.active.checkpoints.given().get(run)
+        return None if path is None else checkpoint_path(self.root, path)
+
+    def available(self, run: str) -> bool:
+        """Whether ``run`` can be loaded at the active profile: trained, or given as a file."""
+        return self.trained(run) or self.released(run) is not None
+
     def _check_run(self, run: str) -> None:
         if run not in self.params.runs:
             raise ConfigError(f"unknown run {run!r}; params.yaml `runs:` has {', '.join(self.params.runs)}")
@@ -121,11 +131,14 @@ class Study:
 
     def load_model(self, run: str, dataset: str | None = None, seed: int | None = None, device: str | torch.device | None = None):
         """``(model, checkpoint)`` of a trained run, in eval mode on ``device`` (default: CUDA when
-        available). Refuses a run the profile does not train, and a checkpoint whose training did
-        not finish."""
+        available). Refuses a run the profile neither trains nor is given (``checkpoints``), and a
+        checkpoint whose training did not finish. A run given as a file is that file's network
+        (:meth:`load_file`), whatever ``dataset`` and ``seed``."""
         from sdnet.checkpoint import CheckpointError, load_model
         from sdnet.evaluate import resolve_device
 
+        if self.released(run) is not None:
+            return self.load_file(run, device)
         if not self.trained(run):
             raise ConfigError(f"run {run!r} is not trained at profile {self.name!r}: add it to profiles.{self.name}.train.runs")
         import torch
@@ -136,11 +149,59 @@ class Study:
             raise CheckpointError(f"{self.checkpoint(run, dataset, seed)} stopped at epoch {ckpt['epoch']} of {ckpt['config']['epochs']}: finish it with `dvc repro`")
         return model, ckpt
 
+    def load_file(self, run: str, device: str | torch.device | None = None):
+        """``(model, checkpoint)`` of the file the profile gives for ``run``: a checkpoint this
+        project wrote (a finished training run), or one of the authors' released files
+        (:func:`sdnet.released.load_released`, their lambda 0.1 and 2 steps). The second item is
+        this project's checkpoint dict, or ``{"released": path, "arch": ..., "config": {"lam", "n_steps"}}``."""
+        import torch
+
+        from sdnet.checkpoint import CheckpointError, load_model
+        from sdnet.evaluate import resolve_device
+        from sdnet.released import AUTHORS_LAM, AUTHORS_STEPS, load_released
+
+        path, device = self.released(run), resolve_device(device or "auto")
+        if path is None:
+            raise ConfigError(f"run {run!r} is not given as a file at profile {self.name!r} (profiles.{self.name}.checkpoints.{run})")
+        if self._is_ours(path):
+            model, ckpt = load_model(path, device)
+            if ckpt["epoch"] != ckpt["config"]["epochs"]:
+                raise CheckpointError(f"{path} stopped at epoch {ckpt['epoch']} of {ckpt['config']['epochs']}: give a finished run")
+            got = (ckpt["arch"]["model"], ckpt["arch"]["shortcut"], ckpt["arch"]["stem"], ckpt["arch"]["num_classes"])
+        else:
+            model = load_released(path, device)
+            ckpt = {"released": str(path), "arch": model.released.describe(), "config": {"lam": AUTHORS_LAM, "n_steps": AUTHORS_STEPS}}
+            arch = model.released
+            got = (arch.model, arch.shortcut, arch.stem, arch.num_classes)
+        spec, classes = self.params.runs[run], 100 if self.dataset == "cifar100" else 10  # the chapters' data: 32x32 images
+        name = lambda model, shortcut, stem, classes: (  # noqa: E731
+            f"{model}{'' if shortcut else ' without shortcuts'} with the {stem} stem and {classes} classes")
+        if got != (spec.model, spec.shortcut, "cifar", classes):
+            raise CheckpointError(f"profiles.{self.name}.checkpoints.{run} = {str(path)!r} holds {name(*got)}, "
+                                  f"not the run {run!r} on {self.dataset} ({name(spec.model, spec.shortcut, 'cifar', classes)})")
+        return model.to(memory_format=torch.channels_last), ckpt
+
+    @staticmethod
+    def _is_ours(path: Path) -> bool:
+        """Whether ``path`` is a checkpoint this project wrote (a dict with its ``format``)."""
+        import torch
+
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # not a zip-format file, or unreadable: the released loader says what it is
+            return False
+        return isinstance(raw, dict) and "format" in raw and "arch" in raw
+
     def train_lam(self, run: str, dataset: str | None = None, seed: int | None = None) -> float:
-        """The lambda ``run`` was trained with, read from its checkpoint."""
+        """The lambda ``run`` was trained with, read from its checkpoint (the authors' files: 0.1)."""
         from sdnet.checkpoint import load
 
-        return float(load(self.checkpoint(run, dataset, seed))["config"]["lam"])
+        given = self.released(run)
+        if given is not None and not self._is_ours(given):
+            from sdnet.released import AUTHORS_LAM
+
+            return AUTHORS_LAM
+        return float(load(given or self.checkpoint(run, dataset, seed))["config"]["lam"])
 
     # -- data -----------------------------------------------------------------------------------
     def datasets(self, dataset: str | None = None):

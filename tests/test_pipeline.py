@@ -46,6 +46,19 @@ def skip_local_state(folder: str, names: list[str]) -> set[str]:
     return {n for n in names if n in local or (Path(folder) == ROOT and n == "data")}
 
 
+def dvc_finishes(work: Path, env: dict[str, str], runner_output: str) -> subprocess.CompletedProcess:
+    """In ``work``, where `python -m sdnet.pipeline run` printed ``runner_output``: `dvc init`,
+    `dvc commit` of the stages it ran, then `dvc repro` (asserted to succeed; its result returned)."""
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=work, env=env, check=True)
+    computing = [line[1:].split("]")[0] for line in runner_output.splitlines() if line.startswith("[") and "done in" not in line]
+    commit = subprocess.run([*dvc, "commit", "-f", *computing], cwd=work, env=env, capture_output=True, text=True)
+    assert commit.returncode == 0, commit.stdout[-3000:] + commit.stderr[-3000:]
+    repro = subprocess.run([*dvc, "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    return repro
+
+
 def test_the_pipeline_runs_on_a_bare_box_then_dvc_finishes_it(tmp_path):
     work = tmp_path / "repo"
     shutil.copytree(ROOT, work, ignore=skip_local_state)
@@ -68,12 +81,7 @@ def test_the_pipeline_runs_on_a_bare_box_then_dvc_finishes_it(tmp_path):
 
     # 2. Back on a machine with DVC: record what the runner wrote, then let DVC run the rest.
     dvc = [sys.executable, "-m", "dvc"]
-    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=work, env=env, check=True)
-    computing = [line[1:].split("]")[0] for line in result.stdout.splitlines() if line.startswith("[") and "done in" not in line]
-    commit = subprocess.run([*dvc, "commit", "-f", *computing], cwd=work, env=env, capture_output=True, text=True)
-    assert commit.returncode == 0, commit.stdout[-3000:] + commit.stderr[-3000:]
-    repro = subprocess.run([*dvc, "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=1200)
-    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    repro = dvc_finishes(work, env, result.stdout)
     ran = {line.split("'")[1] for line in repro.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"explain_layer", "tabulate_accuracy", "tabulate_noise", "tabulate_attacks", "visualize", "summarize"}, ran
 

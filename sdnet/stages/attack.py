@@ -2,7 +2,8 @@
 
     python -m sdnet.stages.attack [--profile quick]
 
-The first seed's ResNet-18 and SDNet-18 are attacked on a class-balanced subset of the test set
+The first seed's ResNet-18 and SDNet-18 (trained, or given as checkpoint files: the profile's
+``checkpoints``; without a ResNet-18, SDNet-18 alone) are attacked on a class-balanced subset of the test set
 by every attack of ``adversarial.attacks`` at every L-inf and L2 radius, SDNet-18 at every
 test-time lambda (white-box and transfer from its training lambda; :mod:`sdnet.attacks`). A
 gradient-masking check runs the first attack again with twice the steps (and restarts) at the
@@ -12,21 +13,20 @@ stronger attack.
 Writes ``reports/<profile>/results/attacks/``: ``attacks.csv`` (model, norm, eps, attack, lam,
 clean, white_box, transfer; the per-image worst case over the attacks as attack ``worst case``;
 ResNet-18 rows have no lambda), ``stronger.csv`` (the check: lam, steps, restarts, white_box) and
-``about.json``. Chapter 4 reads them.
+``about.json`` (with ``baseline`` null when no ResNet-18 was attacked). Chapter 4 reads them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from sdnet.stages import stage_command
+from sdnet.stages import SDNET, compared, released_runs, stage_command
 from sdnet.strict_json import write_json
 from sdnet.study import Study, batches
 
 # The heavy imports (torch, pandas, torchattacks) happen inside the functions, so that `main`
 # checks params.yaml first and a bad value fails in a second.
 
-BASELINE, SDNET = "resnet18", "sdnet18"  # the paper's comparison
 BATCH = 128
 
 
@@ -56,8 +56,9 @@ def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
     lambdas = sorted(set(A.lambdas) | {train_lam})
     radii = [("Linf", e) for e in A.linf_eps] + [("L2", e) for e in A.l2_eps]
     options = dict(train_lam=train_lam, num_classes=len(test.classes), seed=A.seed, progress=progress)
+    runs, baseline = compared(study)
     rows = []
-    for run in (BASELINE, SDNET):
+    for run in runs:
         model = study.load_model(run, seed=seed)[0].float()
         for norm, eps in radii:
             for row in attack_vs_lambda(model, data, lambdas, specs(study, norm, eps), **options):
@@ -80,7 +81,8 @@ def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
     stronger.to_csv(folder / "stronger.csv", index=False)
     write_json(folder / "about.json", {
         "data": test.name, "test_images": len(test), "seed": seed, "train_lam": train_lam, "lambdas": lambdas,
-        "attacks": [dataclasses.asdict(s) for s in specs(study, *radii[0])], "baseline": BASELINE, "sdnet": SDNET,
+        "attacks": [dataclasses.asdict(s) for s in specs(study, *radii[0])], "baseline": baseline, "sdnet": SDNET,
+        **released_runs(study, runs),
     })
     return {"attacks": table, "stronger": stronger}
 

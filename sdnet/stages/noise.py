@@ -2,7 +2,8 @@
 
     python -m sdnet.stages.noise [--profile quick]
 
-For every seed of the profile, ResNet-18 and SDNet-18 are evaluated on the clean test images and
+For every seed of the profile, ResNet-18 and SDNet-18 (trained, or given as checkpoint files:
+the profile's ``checkpoints``; without a ResNet-18, SDNet-18 alone) are evaluated on the clean test images and
 on every (noise, severity) of ``robustness``, SDNet-18 at every test-time lambda (the grid plus
 its training lambda). Then the first seed's SDNet-18 runs adaptive inference (lambda chosen from
 the input, :mod:`sdnet.adaptive`) with the lambda-error line fitted on every condition (the
@@ -10,20 +11,19 @@ paper's protocol) and fitted without the noise being evaluated (held out).
 
 Writes ``reports/<profile>/results/noise/``: ``sweep.csv`` (model, seed, noise, severity, lam,
 top1, recon_error, sparsity), ``adaptive.csv`` (column ``fit``: ``all conditions`` or
-``held out``) and ``about.json`` (data, noise source, lambdas, training lambda). Chapter 3 reads them.
+``held out``), ``about.json`` (data, noise source, lambdas, training lambda, the baseline or null,
+the runs loaded from files). Chapter 3 reads them.
 """
 
 from __future__ import annotations
 
 
-from sdnet.stages import stage_command
+from sdnet.stages import BASELINE, SDNET, compared, released_runs, stage_command
 from sdnet.strict_json import write_json
 from sdnet.study import Study, batches
 
 # The heavy imports (torch, pandas, the evaluation code) happen inside the functions, so that
 # `main` checks params.yaml first and a bad value fails in a second.
-
-BASELINE, SDNET = "resnet18", "sdnet18"  # the paper's comparison
 
 
 def noise_conditions(study: Study, images: int) -> tuple[dict[tuple[str, int], list], str]:
@@ -61,10 +61,11 @@ def sweep_noise(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"
     conditions, source = noise_conditions(study, R.test_images)
     train_lam = study.train_lam(SDNET)
     lambdas = sorted(set(R.lambdas) | {train_lam})
-    seeds = [s for s in study.train.seeds_for(SDNET) if s in study.train.seeds_for(BASELINE)]
+    runs, baseline = compared(study)
+    seeds = [s for s in study.train.seeds_for(SDNET) if baseline is None or s in study.train.seeds_for(BASELINE)]
     frames = []
     for seed in seeds:
-        models = {run: study.load_model(run, seed=seed)[0] for run in (BASELINE, SDNET)}
+        models = {run: study.load_model(run, seed=seed)[0] for run in runs}
         frames.append(sweep(models, conditions, lambdas, progress=progress).assign(seed=seed))
     table = pd.concat(frames, ignore_index=True)
     table.insert(1, "seed", table.pop("seed"))
@@ -85,7 +86,7 @@ def sweep_noise(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"
     write_json(folder / "about.json", {
         "data": study.datasets()[1].name, "test_images": sum(len(y) for _, y in conditions[("clean", 0)]),
         "noise_source": source, "lambdas": lambdas, "train_lam": train_lam, "seeds": seeds,
-        "adaptive_seed": first, "baseline": BASELINE, "sdnet": SDNET,
+        "adaptive_seed": first, "baseline": baseline, "sdnet": SDNET, **released_runs(study, runs),
     })
     return {"sweep": table, "adaptive": adaptive}
 

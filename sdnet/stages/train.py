@@ -5,7 +5,11 @@
 Writes ``reports/<profile>/models/<run>/<dataset>/seed<k>/`` (checkpoint, history.csv,
 metrics.json), ``reports/<profile>/train/<run>.json`` (per dataset: the metrics of every seed and
 their mean and standard deviation) and ``reports/<profile>/curves/<run>.csv``. A run the profile
-does not train is recorded as such (``"trained": false``) and its models folder emptied.
+does not train is recorded as such (``"trained": false``) and its models folder emptied; a run
+given as a checkpoint file (the profile's ``checkpoints``, e.g. the authors' released networks)
+is recorded as released, not trained (``"released"``: the file, its size and SHA-256, also written
+to ``models/<run>/released.json`` so that the stages reading the models rerun when the file
+changes), in seconds.
 
 The models folder persists between runs of the stage (dvc.yaml ``persist: true``), so a run
 interrupted in the middle resumes from its last checkpoint; a checkpoint made with other
@@ -16,6 +20,7 @@ decides). Folders of datasets or seeds the profile no longer has are removed.
 from __future__ import annotations
 
 import csv
+import hashlib
 import shutil
 import statistics
 from pathlib import Path
@@ -59,6 +64,15 @@ def _prune(folder: Path, keep: set[Path]) -> None:
             path.unlink()
 
 
+def released_file(path: Path) -> dict[str, Any]:
+    """What identifies a checkpoint file: its path, size and SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
 def run_training(study: Study, run: str) -> dict[str, Any]:
     """Train ``run`` on every dataset and seed of ``study``; returns the summary it writes."""
     from sdnet.train import train
@@ -70,6 +84,11 @@ def run_training(study: Study, run: str) -> dict[str, Any]:
     folders = {study.model_dir(run, d, s) for d in datasets for s in seeds} if trained else set()
     models = study.reports / "models" / run
     models.mkdir(parents=True, exist_ok=True)
+    given = study.released(run)
+    if given is not None:  # released, not trained: nothing to compute
+        summary["released"] = released_file(given)
+        folders = {models / "released.json"}
+        write_json(models / "released.json", summary["released"])
     _prune(models, folders)
     for dataset in datasets if trained else []:
         per_seed = {}
