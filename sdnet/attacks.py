@@ -115,6 +115,8 @@ class AttackSpec:
             if loss == "dlr" and num_classes < 3:
                 raise ValueError("APGD-DLR needs at least 3 classes (its loss uses the three largest logits)")
             return ta.APGD(model, norm=self.norm, eps=self.eps, steps=self.steps, n_restarts=self.restarts, seed=seed, loss=loss)
+        if num_classes < 10:
+            raise ValueError("AutoAttack (standard) needs at least 10 classes (its APGD-T attacks 9 target classes)")
         return ta.AutoAttack(model, norm=self.norm, eps=self.eps, version="standard", n_classes=num_classes, seed=seed)
 
 

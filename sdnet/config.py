@@ -206,11 +206,16 @@ class TrainConfig(Section):
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = True  # the paper's: decay every parameter; false: only conv/linear weights and dictionaries
     schedule: str = "cosine"  # cosine per iteration to eta_min; step: x0.1 at milestones; onecycle
     eta_min: float = 1e-6
     milestones: list[int] = field(default_factory=lambda: [30, 60, 90])
     warmup_epochs: float = 0.0  # linear warm-up (onecycle uses it as its ramp)
     label_smoothing: float = 0.0
+    zero_init_residual: bool = False  # start each residual block as the identity (last BN scale 0; Goyal et al. 2017)
+    # progressive resizing (fast.ai's DAWNBench entries, FFCV): early epochs on downscaled images
+    start_size: int | None = None  # side of the training images in the first epoch (null: full size throughout)
+    ramp_epochs: int = 0  # epochs over which the side grows linearly (in steps of 4 pixels) to full size
     # machinery
     seed: int = 0
     device: str = "auto"  # auto: cuda when available
@@ -260,6 +265,10 @@ class TrainConfig(Section):
         need(all(m > 0 for m in self.milestones), "milestones", "a list of positive epochs")
         need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "a number in [0, epochs)")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
+        need(self.start_size is None or (self.start_size >= 8 and self.dataset != "imagenet"), "start_size",
+             "null, or a side >= 8 pixels (CIFAR-sized data only)")
+        need(0 <= self.ramp_epochs < self.epochs and (self.start_size is None or self.ramp_epochs >= 1), "ramp_epochs",
+             "an integer in [1, epochs) with start_size, else 0")
         need(self.seed >= 0, "seed", "an integer >= 0")
         need(self.device in DEVICES, "device", f"one of {list(DEVICES)}")
         need(self.bf16 in ("auto", True, False), "bf16", "auto, true or false")
@@ -400,6 +409,9 @@ class AttackParams(Section):
     attacks: list[str] = field(default_factory=lambda: ["pgd"])
     restarts: int = 1
     seed: int = 0
+    # AutoAttack (standard) at L-inf 8/255: ResNet-18, and SDNet-18 at the training lambda and at
+    # the lambda the worst case of `attacks` leaves most robust there (slow: off by default)
+    autoattack: bool = False
 
     def check(self, where: str = "") -> None:
         self.need(bool(self.lambdas) and all(v >= 0 for v in self.lambdas), "lambdas", "a non-empty list of numbers >= 0", where)
@@ -413,6 +425,8 @@ class AttackParams(Section):
                   "attacks", f"a non-empty list of distinct {list(ATTACKS)}", where)
         self.need(self.restarts >= 1, "restarts", "an integer >= 1", where)
         self.need(self.seed >= 0, "seed", "an integer >= 0", where)
+        self.need(not self.autoattack or any(abs(e - 8 / 255) < 1e-6 for e in self.linf_eps), "autoattack",
+                  "true only with the paper's 8/255 (0.0313725490) in linf_eps (the lambda it attacks is chosen there)", where)
 
 
 @dataclass(frozen=True)
@@ -463,6 +477,9 @@ class Profile(Section):
     adversarial: AttackParams
     visualize: VisualizeParams
     checkpoints: CheckpointParams = field(default_factory=CheckpointParams)
+    # A frozen earlier run of this study (a folder of reports/earlier/: its chapters' verdict.csv
+    # and about.json), or null: each chapter's verdict then says which verdicts moved since.
+    earlier: str | None = None
 
     @classmethod
     def from_dict(cls, values: Any, where: str = "") -> Profile:
@@ -471,12 +488,17 @@ class Profile(Section):
         hints = typing.get_type_hints(cls)
         sections = {}
         for key, value in values.items():
+            if key == "earlier":
+                if value is not None and not (isinstance(value, str) and value.strip()):
+                    raise ConfigError(f"{_join(where, key)} = {value!r} is not allowed: a folder of reports/earlier/, or null")
+                sections[key] = value
+                continue
             if key not in hints:
                 close = difflib.get_close_matches(str(key), hints, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"unknown section {_join(where, key)!r}{hint}; a profile has: {', '.join(hints)}")
             sections[key] = hints[key].from_dict(value, _join(where, key))
-        missing = [k for k in hints if k not in sections and k != "checkpoints"]
+        missing = [k for k in hints if k not in sections and k not in ("checkpoints", "earlier")]
         if missing:
             raise ConfigError(f"{where} is missing the section(s) {', '.join(missing)}")
         profile = cls(**sections)

@@ -147,6 +147,16 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
+def zero_init_residual(model: nn.Module) -> None:
+    """Set the last BatchNorm scale of every block with a shortcut to zero, so that each such block
+    starts as the identity (Goyal et al. 2017, "Accurate, large minibatch SGD"): the early steps of
+    a short, high-learning-rate schedule then train a shallow network that deepens as it learns.
+    Blocks without a shortcut are left alone (zero there would cut the signal)."""
+    for block in model.modules():
+        if isinstance(block, BasicBlock) and block.shortcut:
+            nn.init.zeros_(block.bn2.weight)
+
+
 def build(
     name: str,
     num_classes: int = 10,

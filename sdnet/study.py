@@ -241,7 +241,29 @@ class Study:
         import pandas as pd
 
         table = pd.DataFrame(rows, columns=["claim", "paper", "here", "verdict"])
-        return self.save_table(table, chapter, "verdict")
+        self.save_table(table, chapter, "verdict")
+        if self.profile.earlier is not None:  # one line under the table: did the verdicts move?
+            line = self.compared_with_earlier(chapter, table)
+            markdown = self._folder("tables", chapter) / "verdict.md"
+            markdown.write_text(markdown.read_text().rstrip() + "\n\n" + line + "\n")
+            print(line)
+        return table
+
+    def compared_with_earlier(self, chapter: str, verdicts) -> str:
+        """One line: which of ``verdicts`` (a chapter's claims) moved since the profile's
+        ``earlier`` run of the study (its ``<chapter>/verdict.csv`` and ``about.json``)."""
+        import json
+
+        import pandas as pd
+
+        folder = self.root / self.profile.earlier
+        try:
+            about = json.loads((folder / "about.json").read_text())
+            earlier = pd.read_csv(folder / chapter / "verdict.csv")
+        except FileNotFoundError as error:
+            raise ConfigError(f"profiles.{self.name}.earlier = {self.profile.earlier!r}: {error.filename} is missing "
+                              "(a folder of reports/earlier/ with about.json and <chapter>/verdict.csv)") from None
+        return verdicts_moved(earlier, verdicts, f"{about['label']}, commit {about['commit'][:7]}")
 
     def save_figure(self, fig, chapter: str, name: str, dpi: int = 120) -> Path:
         """Save a matplotlib figure as ``figures/<chapter>/<name>.png``."""
@@ -256,6 +278,32 @@ class Study:
     def results(self, name: str) -> Path:
         """``results/<name>/``: the folder a computing stage writes and a chapter reads."""
         return self.reports / "results" / name
+
+
+def verdict_kind(verdict: str) -> str:
+    """What a verdict says, without its numbers: the words before its first colon
+    ("holds: +4.1 points ..." -> "holds")."""
+    return str(verdict).split(":", 1)[0].strip()
+
+
+def verdicts_moved(earlier, now, label: str) -> str:
+    """One Markdown line comparing two verdict tables (columns ``claim`` and ``verdict``) claim by
+    claim: which verdicts changed in kind (:func:`verdict_kind`), which stayed, which claims are new."""
+    before = dict(zip(earlier["claim"], earlier["verdict"]))
+    moved, same, new = [], [], []
+    for claim, verdict in zip(now["claim"], now["verdict"]):
+        if claim not in before:
+            new.append(f"\u201c{claim}\u201d")
+        elif verdict_kind(before[claim]) == verdict_kind(verdict):
+            same.append(f"\u201c{claim}\u201d ({verdict_kind(verdict)})")
+        else:
+            moved.append(f"\u201c{claim}\u201d: was \u201c{verdict_kind(before[claim])}\u201d, now \u201c{verdict_kind(verdict)}\u201d")
+    parts = [f"moved for {len(moved)} of {len(now)} claims" + (": " + "; ".join(moved) if moved else "")]
+    if same:
+        parts.append("Unchanged: " + ", ".join(same))
+    if new:
+        parts.append("Not judged then: " + ", ".join(new))
+    return f"**Against {label}:** the verdict " + ". ".join(parts) + "."
 
 
 def load_study(profile: str | None = None, root: str | Path | None = None) -> Study:

@@ -40,7 +40,7 @@ from torch import nn
 from sdnet import checkpoint
 from sdnet.config import RECIPES, ConfigError, SdnetError, TrainConfig, command_line, recipe
 from sdnet.evaluate import autocast_for, evaluate, resolve_device
-from sdnet.models import count_parameters
+from sdnet.models import count_parameters, zero_init_residual
 from sdnet.provenance import code_fingerprint, data_fingerprint
 from sdnet.strict_json import json_ready, write_json
 
@@ -72,6 +72,22 @@ def learning_rate(cfg: TrainConfig, iteration: int, steps_per_epoch: int) -> flo
         progress = (iteration - warmup) / max(1, total - warmup)
         return cfg.eta_min + (cfg.lr - cfg.eta_min) * (1 + math.cos(math.pi * progress)) / 2
     return cfg.lr * 0.1 ** sum(epoch >= m for m in cfg.milestones)  # step
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = True) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups. The paper decays every parameter. ``decay_norm_and_bias``
+    False leaves the BatchNorm scales/shifts and the biases (every parameter of at most one
+    dimension) undecayed, as large-batch and fast recipes do (Goyal et al. 2017, Jia et al. 2018):
+    a conv weight followed by BatchNorm is scale-invariant, so its decay only sets its effective
+    learning rate, while decay on a BN scale or shift pulls the function itself toward zero.
+    What it did here: the ablation in params.yaml's cpu profile."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if decay_norm_and_bias:
+        return [{"params": params, "weight_decay": weight_decay}]
+    return [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,9 +154,19 @@ def make_loaders(cfg: TrainConfig, device: torch.device, ddp: Dist) -> Data:
     return Data(train_loader, test_loader, len(train_set.classes), train_set.name, "cifar", data_fingerprint(train_set, test_set))
 
 
-def set_epoch(loader, epoch: int) -> None:
+def image_size(cfg: TrainConfig, epoch: int, full: int) -> int:
+    """The side of the training images in ``epoch`` (0-based): ``start_size`` in the first epoch,
+    growing linearly over ``ramp_epochs`` in steps of 4 pixels, then ``full`` (progressive resizing:
+    the early epochs, which learn coarse features, cost a fraction of a full-size epoch)."""
+    if cfg.start_size is None or epoch >= cfg.ramp_epochs:
+        return full
+    side = cfg.start_size + (full - cfg.start_size) * epoch / cfg.ramp_epochs
+    return min(full, 4 * int(side // 4))
+
+
+def set_epoch(loader, epoch: int, size: int | None = None) -> None:
     if hasattr(loader, "set_epoch"):
-        loader.set_epoch(epoch)
+        loader.set_epoch(epoch, size) if size is not None else loader.set_epoch(epoch)
     elif hasattr(getattr(loader, "sampler", None), "set_epoch"):
         loader.sampler.set_epoch(epoch)
 
@@ -171,7 +197,7 @@ def _stale_reasons(saved: dict[str, Any], cfg: TrainConfig, provenance: dict[str
 
 # The columns of history.csv, fixed: with eval_every > 1 most rows have no test numbers, and a
 # header taken from the first row would have no column for them (the later rows then fail).
-HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "epoch_seconds", "images_per_second", "test_loss", "test_top1", "test_top5")
+HISTORY_COLUMNS = ("epoch", "lr", "image_size", "train_loss", "train_top1", "epoch_seconds", "images_per_second", "test_loss", "test_top1", "test_top5")
 
 
 def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
@@ -210,7 +236,9 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
     train_loader, test_loader = data.train, data.test
     arch = checkpoint.architecture(cfg.model, data.num_classes, data.stem, lam=cfg.lam, n_steps=cfg.n_steps, shortcut=cfg.shortcut, width=cfg.width)
     model = checkpoint.build_from(arch).to(device, memory_format=memory_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    if cfg.zero_init_residual:
+        zero_init_residual(model)
+    optimizer = torch.optim.SGD(parameter_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
 
     # What the result depends on besides the parameters: a checkpoint made by other code or on
     # other data is not this run's, even when the parameters match.
@@ -248,7 +276,8 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
         raise ConfigError(f"batch_size {cfg.batch_size} is larger than the training set: lower it")
     epochs = _progress(range(start_epoch, cfg.epochs), cfg.progress and ddp.main, desc=f"{cfg.model} on {data.name}", unit="epoch", initial=start_epoch, total=cfg.epochs)
     for epoch in epochs:
-        set_epoch(train_loader, epoch)
+        size = image_size(cfg, epoch, train_loader.images.shape[-1]) if cfg.start_size is not None else None
+        set_epoch(train_loader, epoch, size)
         step_model.train()
         sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, n
         if cuda:
@@ -284,7 +313,7 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
         train_time += seconds
         images_seen += int(n)
 
-        row: dict[str, Any] = dict(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], train_loss=loss_sum / n, train_top1=100 * correct / n, epoch_seconds=seconds, images_per_second=n / seconds)
+        row: dict[str, Any] = dict(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], image_size=size, train_loss=loss_sum / n, train_top1=100 * correct / n, epoch_seconds=seconds, images_per_second=n / seconds)
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             test = evaluate(model, test_loader, device=device, bf16=cfg.bf16, channels_last=cfg.channels_last, distributed=ddp.world_size > 1)
             row.update({f"test_{k}": v for k, v in test.items() if k != "n"})

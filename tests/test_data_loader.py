@@ -133,6 +133,24 @@ def test_an_image_is_augmented_the_same_whatever_the_world_size():
         assert torch.equal(offset, single_offsets[position[i]]) and flip == single_flips[position[i]]
 
 
+def test_progressive_resizing_downscales_the_same_crops_and_only_in_training():
+    data = ImageSet(torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8), torch.arange(16), ["c"], "random")
+    loader = DeviceLoader(data, 8, train=True, seed=3)
+    loader.set_epoch(2)
+    full = [x for x, _ in loader]
+    loader.set_epoch(2, size=16)
+    small = [x for x, _ in loader]
+    assert [tuple(x.shape) for x in small] == [(8, 3, 16, 16)] * 2
+    for a, b in zip(full, small):  # the same crops and flips, then an antialiased downscaling
+        torch.testing.assert_close(b, torch.nn.functional.interpolate(a, size=(16, 16), mode="bilinear", antialias=True), atol=1e-6, rtol=0)
+        torch.testing.assert_close(b.mean((2, 3)), a.mean((2, 3)), atol=0.02, rtol=0)  # it keeps each image's mean colour
+    evaluation = DeviceLoader(data, 8, train=False)
+    evaluation.set_epoch(0, size=16)
+    assert next(iter(evaluation))[0].shape[-1] == 32  # test images are never resized
+    with pytest.raises(ValueError, match="size"):
+        loader.set_epoch(0, size=0)
+
+
 def test_bad_arguments_are_refused():
     data = numbered(10)
     with pytest.raises(ValueError, match="batch_size"):

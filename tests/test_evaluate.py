@@ -106,5 +106,30 @@ def test_attack_specs_are_checked():
         AttackSpec("pgd", steps=0)
     with pytest.raises(ValueError, match="3 classes"):
         AttackSpec("apgd-dlr").build(tiny_sdnet(), num_classes=2)
+    with pytest.raises(ValueError, match="10 classes"):
+        AttackSpec("autoattack").build(tiny_sdnet(), num_classes=3)
     with pytest.raises(ValueError, match="share one norm"):
         attack_vs_lambda(tiny_sdnet(), [two_colours(4)], [0.1], [AttackSpec(eps=0.1), AttackSpec(eps=0.2)], train_lam=0.1, num_classes=2)
+
+
+def test_autoattack_runs_and_is_at_least_as_strong_as_pgd():
+    model = train(tiny_sdnet(classes=10).eval())  # AutoAttack's APGD-T needs 10 classes; the data use 2 of them
+    batches = [two_colours(12, seed=6)]
+    eps = 8 / 255
+    pgd_rows = attack_vs_lambda(model, batches, [0.1], [AttackSpec("pgd", "Linf", eps, 5)], train_lam=0.1, num_classes=10)
+    auto_rows = attack_vs_lambda(model, batches, [0.1], [AttackSpec("autoattack", "Linf", eps)], train_lam=0.1, num_classes=10)
+    for p, a in zip(pgd_rows, auto_rows):
+        assert a["attack"] == "autoattack" and a["clean"] == p["clean"]
+        assert a["white_box"] <= p["white_box"] + 100 / 12  # at most one image of sampling difference
+
+
+def test_the_autoattack_lambda_is_the_most_robust_under_the_worst_case():
+    import pandas as pd
+
+    from sdnet.stages.attack import SDNET, best_lambda
+
+    rows = [("resnet18", "Linf", 8 / 255, WORST, float("nan"), 50.0), (SDNET, "Linf", 8 / 255, "pgd", 0.4, 60.0),
+            (SDNET, "Linf", 8 / 255, WORST, 0.1, 1.0), (SDNET, "Linf", 8 / 255, WORST, 0.4, 3.0), (SDNET, "Linf", 8 / 255, WORST, 0.8, 3.0),
+            (SDNET, "L2", 0.5, WORST, 1.4, 9.0), (SDNET, "Linf", 2 / 255, WORST, 1.4, 9.0)]
+    table = pd.DataFrame(rows, columns=["model", "norm", "eps", "attack", "lam", "white_box"])
+    assert best_lambda(table, "Linf", 8 / 255) == 0.4  # the worst case (not PGD alone), the smallest of a tie, this radius only

@@ -58,3 +58,12 @@ def test_a_notice_names_its_stages_and_strips_cleanly():
     top = stale.with_notice(text, "cpu", block, after_title=False)
     assert top.startswith(block) and stale.strip_notice(top, "cpu") == text
     assert stale.notice("cpu", {}, "abc1234") == ""
+
+
+def test_the_readme_summary_is_the_committed_verdicts():
+    from sdnet import readme
+
+    text = (ROOT / "README.md").read_text()
+    assert readme.read_block(text, PROFILE) == readme.what_it_shows(ROOT, PROFILE), (
+        f"README's 'What it shows' is not made from reports/{PROFILE}/tables: run `python -m sdnet.readme {PROFILE} --write`"
+    )

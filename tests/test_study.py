@@ -58,6 +58,33 @@ def test_tables_verdicts_and_metrics(study):
     assert len(CHAPTERS) == 5
 
 
+def test_a_verdict_says_which_claims_moved_since_the_earlier_run(tmp_path):
+    earlier = tmp_path / "reports" / "earlier" / "weak"
+    (earlier / "03_noise_robustness").mkdir(parents=True)
+    (earlier / "about.json").write_text(json.dumps({"label": "the weak networks", "commit": "f29dda3" + "0" * 33}))
+    pd.DataFrame({"claim": ["more robust", "best lambda rises", "linear"], "paper": "p", "here": "h",
+                  "verdict": ["not shown: +1.8 points", "holds for every noise", "holds: R^2 0.8"]}).to_csv(earlier / "03_noise_robustness" / "verdict.csv", index=False)
+    (tmp_path / "sdnet").symlink_to(ROOT / "sdnet")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["profiles"]["quick"]["earlier"] = "reports/earlier/weak"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    study = load_study(root=tmp_path)
+    rows = [{"claim": "more robust", "paper": "p", "here": "h", "verdict": "holds: +4.2 points"},
+            {"claim": "best lambda rises", "paper": "p", "here": "h", "verdict": "holds for every noise"},
+            {"claim": "a new claim", "paper": "p", "here": "h", "verdict": "holds"}]
+    study.save_verdict("03_noise_robustness", rows)
+    line = (study.reports / "tables" / "03_noise_robustness" / "verdict.md").read_text().strip().splitlines()[-1]
+    assert line == ("**Against the weak networks, commit f29dda3:** the verdict moved for 1 of 3 claims: \u201cmore robust\u201d: "
+                    "was \u201cnot shown\u201d, now \u201cholds\u201d. Unchanged: \u201cbest lambda rises\u201d (holds for every noise). "
+                    "Not judged then: \u201ca new claim\u201d.")
+    with pytest.raises(ConfigError, match="verdict.csv is missing"):  # a chapter the earlier run lacks
+        study.save_verdict("04_adversarial", rows)
+    params["profiles"]["quick"]["earlier"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match="earlier"):
+        load_study(root=tmp_path)
+
+
 def test_the_test_set_subset_is_class_balanced(study):
     test = study.test_set(100)
     assert len(test) == 100 and test.labels.bincount().tolist() == [10] * 10

@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 
 from sdnet import checkpoint
 from sdnet.config import ConfigError, TrainConfig, recipe
-from sdnet.train import TrainingDiverged, config_from_args, learning_rate, train
+from sdnet.train import TrainingDiverged, config_from_args, image_size, learning_rate, parameter_groups, train
 
 
 def tiny(**overrides) -> TrainConfig:
@@ -49,6 +50,36 @@ def test_schedules():
     assert learning_rate(one, 199, 100) == pytest.approx(0.4) and learning_rate(one, 1000, 100) == pytest.approx(0.0)
 
 
+def test_weight_decay_spares_norms_and_biases_only_when_asked():
+    from sdnet.models import build
+
+    model = build("sdnet18", num_classes=10, width=4)
+    norms_and_biases = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    norms_and_biases |= {id(m.bias) for m in model.modules() if isinstance(getattr(m, "bias", None), torch.nn.Parameter)}
+    (every,) = parameter_groups(model, 5e-4)
+    assert every["weight_decay"] == 5e-4 and len(every["params"]) == len(list(model.parameters()))
+    decayed, spared = parameter_groups(model, 5e-4, decay_norm_and_bias=False)
+    assert {id(p) for p in spared["params"]} == norms_and_biases | {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert spared["weight_decay"] == 0 and decayed["weight_decay"] == 5e-4
+    assert id(model.conv1.weight) in {id(p) for p in decayed["params"]}  # the CSC dictionary is decayed like a conv weight
+    assert len(decayed["params"]) + len(spared["params"]) == len(list(model.parameters()))
+
+
+def test_zero_init_residual_starts_blocks_with_a_shortcut_as_the_identity():
+    from sdnet.models import BasicBlock, build, zero_init_residual
+
+    torch.manual_seed(0)
+    for name, shortcut in (("sdnet18", True), ("sdnet18_all", False)):
+        model = build(name, num_classes=10, width=4, shortcut=shortcut).eval()
+        zero_init_residual(model)
+        x = torch.rand(2, 4, 8, 8)
+        for block in (m for m in model.modules() if isinstance(m, BasicBlock) and m.downsample is None and m.conv1.in_channels == 4):
+            if shortcut:  # the block is relu(x) exactly: its residual branch is multiplied by zero
+                torch.testing.assert_close(block(x), torch.relu(x), rtol=0, atol=0)
+            else:  # without a shortcut nothing is zeroed
+                assert bool((block.bn2.weight != 0).all())
+
+
 def test_train_writes_metrics_curves_and_a_loadable_checkpoint(tmp_path):
     metrics = train(tiny(), tmp_path)
     assert set(metrics) >= {"top1", "top5", "loss", "train_seconds", "images_per_second", "parameters"}
@@ -79,6 +110,18 @@ def test_eval_every_leaves_empty_test_columns_and_a_resume_keeps_the_header(tmp_
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert [r["test_top1"] != "" for r in rows] == [False, True, True]
     assert float(rows[-1]["test_top1"]) == metrics["top1"]
+
+
+def test_progressive_resizing_grows_the_images_and_resumes_exactly(tmp_path):
+    cfg = TrainConfig(epochs=10, start_size=16, ramp_epochs=8)
+    assert [image_size(cfg, e, 32) for e in range(10)] == [16, 16, 20, 20, 24, 24, 28, 28, 32, 32]
+    cfg = tiny(epochs=3, start_size=16, ramp_epochs=2)  # 32x32 synthetic images: sides 16, 24, 32
+    full = train(cfg, tmp_path / "full")
+    assert [r["image_size"] for r in csv.DictReader((tmp_path / "full" / "history.csv").open())] == ["16", "24", "32"]
+    _killed_after_epoch(cfg, tmp_path / "resumed", epoch=1)
+    assert train(cfg, tmp_path / "resumed")["top1"] == full["top1"]
+    with pytest.raises(ConfigError, match="ramp_epochs"):
+        TrainConfig(epochs=10, start_size=16)
 
 
 class Killed(Exception):

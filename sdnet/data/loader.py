@@ -84,17 +84,21 @@ class DeviceLoader:
         self.drop_last = train if drop_last is None else drop_last
         self.channels_last = channels_last
         self.epoch = 0
+        self.size: int | None = None  # side of the training images this epoch (None: as stored)
         if train and len(self) == 0:
             raise ValueError(
                 f"{data.name}: {len(data)} images give no full batch of {batch_size} per rank "
                 f"({world_size} ranks); use a smaller batch_size or more images"
             )
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order and augmentation the next iteration uses."""
+    def set_epoch(self, epoch: int, size: int | None = None) -> None:
+        """Select the epoch whose order and augmentation the next iteration uses, and the side
+        ``size`` its (training) images are downscaled to after the crop (None: full size)."""
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = epoch
+        if size is not None and size < 1:
+            raise ValueError(f"size must be >= 1 or None, got {size}")
+        self.epoch, self.size = epoch, size
 
     def _shard_size(self) -> int:
         n = len(self.labels)
@@ -132,6 +136,10 @@ class DeviceLoader:
             if offsets is not None and flips is not None:
                 x = random_crop_flip(x, offsets[part], flips[part])
             x = x.float().div_(255)
+            if self.train and self.size is not None and self.size != x.shape[-1]:
+                # antialiased bilinear downscaling (progressive resizing); the crop came first,
+                # so an image keeps its augmentation whatever the epoch's size
+                x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels.index_select(0, idx)

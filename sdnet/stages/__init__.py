@@ -36,7 +36,7 @@ def released_runs(study: Study, runs: list[str]) -> dict[str, dict[str, str]]:
     """``{"released": {run: file}}`` for the runs of ``runs`` loaded from checkpoint files (the
     profile's ``checkpoints``), to add to a stage's about.json; empty when none is (so that the
     other profiles' outputs stay as they were)."""
-    files = {run: str(study.released(run)) for run in runs if study.released(run) is not None}
+    files = {run: str(path) for run in runs if (path := study.released(run)) is not None}
     return {"released": files} if files else {}
 
 

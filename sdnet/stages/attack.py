@@ -13,7 +13,10 @@ stronger attack.
 Writes ``reports/<profile>/results/attacks/``: ``attacks.csv`` (model, norm, eps, attack, lam,
 clean, white_box, transfer; the per-image worst case over the attacks as attack ``worst case``;
 ResNet-18 rows have no lambda), ``stronger.csv`` (the check: lam, steps, restarts, white_box) and
-``about.json`` (with ``baseline`` null when no ResNet-18 was attacked). Chapter 4 reads them.
+``about.json`` (with ``baseline`` null when no ResNet-18 was attacked). With ``adversarial.autoattack``,
+also ``autoattack.csv``: AutoAttack (standard) at L-inf 8/255 on ResNet-18 and on SDNet-18 at the
+training lambda and at the lambda the worst case of the profile's attacks leaves most robust there
+(:func:`best_lambda`). Chapter 4 reads them.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sdnet.study import Study, batches
 # checks params.yaml first and a bad value fails in a second.
 
 BATCH = 128
+PAPER_LINF = 8 / 255  # the paper's L-inf radius: where AutoAttack runs and the best lambda is chosen
 
 
 def specs(study: Study, norm: str, eps: float, stronger: bool = False) -> list:
@@ -41,6 +45,33 @@ def specs(study: Study, norm: str, eps: float, stronger: bool = False) -> list:
         AttackSpec(kind, norm, eps, A.steps * factor, restarts=A.restarts * factor, alpha=A.step_size_fraction * eps)
         for kind in A.attacks
     ]
+
+
+def best_lambda(table: "pd.DataFrame", norm: str, eps: float) -> float:
+    """SDNet-18's test-time lambda with the most white-box robust accuracy under the per-image
+    worst case of the profile's attacks at (``norm``, ``eps``); the smallest on a tie."""
+    from sdnet.attacks import WORST
+
+    rows = table[(table["model"] == SDNET) & (table["norm"] == norm) & ((table["eps"] - eps).abs() < 1e-6)]
+    worst = rows[rows["attack"] == WORST] if (rows["attack"] == WORST).any() else rows
+    best = worst.sort_values(["white_box", "lam"], ascending=[False, True]).iloc[0]
+    return float(best["lam"])
+
+
+def autoattack(study: Study, runs: list[str], data, lambdas: list[float], options: dict) -> "pd.DataFrame":
+    """AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square) at L-inf 8/255 on each of ``runs``,
+    SDNet-18 at ``lambdas``; rows as ``attacks.csv``'s."""
+    import pandas as pd
+
+    from sdnet.attacks import AttackSpec, attack_vs_lambda
+
+    seed = study.train.seeds_for(SDNET)[0]
+    rows = []
+    for run in runs:
+        model = study.load_model(run, seed=seed)[0].float()
+        for row in attack_vs_lambda(model, data, lambdas, [AttackSpec("autoattack", "Linf", PAPER_LINF)], **options):
+            rows.append({"model": run, "norm": "Linf", "eps": PAPER_LINF, **row})
+    return pd.DataFrame(rows)
 
 
 def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
@@ -74,14 +105,19 @@ def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
             checks.append({"norm": norm, "eps": eps, "attack": spec.kind, "steps": spec.steps, "restarts": spec.restarts,
                            "lam": row["lam"], "white_box": row["white_box"]})
     stronger = pd.DataFrame(checks)
+    auto_lambdas = sorted({train_lam, best_lambda(table, "Linf", PAPER_LINF)}) if A.autoattack else []
 
     folder = study.results("attacks")
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "attacks.csv", index=False)
     stronger.to_csv(folder / "stronger.csv", index=False)
+    (folder / "autoattack.csv").unlink(missing_ok=True)  # only this run's
+    if auto_lambdas:
+        autoattack(study, runs, data, auto_lambdas, options).to_csv(folder / "autoattack.csv", index=False)
     write_json(folder / "about.json", {
         "data": test.name, "test_images": len(test), "seed": seed, "train_lam": train_lam, "lambdas": lambdas,
         "attacks": [dataclasses.asdict(s) for s in specs(study, *radii[0])], "baseline": baseline, "sdnet": SDNET,
+        "autoattack_lambdas": auto_lambdas,
         **released_runs(study, runs),
     })
     return {"attacks": table, "stronger": stronger}
