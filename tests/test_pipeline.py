@@ -40,9 +40,12 @@ TINY = DATA + [
 
 
 def skip_local_state(folder: str, names: list[str]) -> set[str]:
-    """What the copy leaves out: the virtualenv, git and DVC state, results, logs, and the
-    top-level data/ folder (not sdnet/data, the package's data module)."""
-    local = {".venv", ".git", ".dvc", "reports", "dvc.lock", "__pycache__", ".pytest_cache", "logs"}
+    """What the copy leaves out: the virtualenv, git and DVC state, results (all of reports/ but
+    reports/earlier, which chapters read), logs, and the top-level data/ folder (not sdnet/data,
+    the package's data module)."""
+    local = {".venv", ".git", ".dvc", "dvc.lock", "__pycache__", ".pytest_cache", "logs"}
+    if Path(folder) == ROOT / "reports":
+        return {n for n in names if n != "earlier"}
     return {n for n in names if n in local or (Path(folder) == ROOT and n == "data")}
 
 
