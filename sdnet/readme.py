@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
 from pathlib import Path
 
 from sdnet.config import command_line
+from sdnet.stale import find_marked
 from sdnet.stages.summarize import SECTIONS
 from sdnet.study import repo_root
 
@@ -52,8 +52,7 @@ def what_it_shows(root: Path, profile: str) -> str:
 
 def read_block(text: str, profile: str) -> str | None:
     """The block for ``profile`` in ``text``, or None."""
-    start, end = _markers(profile)
-    found = re.search(re.escape(start) + r".*?" + re.escape(end) + r"\n", text, flags=re.S)
+    found = find_marked(text, *_markers(profile))
     return found.group(0) if found else None
 
 

@@ -116,9 +116,13 @@ def notice(profile: str, stages: dict[str, list[str]], commit: str | None) -> st
     )
 
 
-def _find(text: str, profile: str) -> re.Match | None:
-    start, end = _markers(profile)
+def find_marked(text: str, start: str, end: str) -> re.Match | None:
+    """The first block of ``text`` from the line ``start`` to the line ``end`` (its newline included)."""
     return re.search(re.escape(start) + r".*?" + re.escape(end) + r"\n", text, flags=re.S)
+
+
+def _find(text: str, profile: str) -> re.Match | None:
+    return find_marked(text, *_markers(profile))
 
 
 def read_notice(text: str, profile: str) -> str | None:
