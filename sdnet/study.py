@@ -225,13 +225,15 @@ class Study:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def save_table(self, table, chapter: str, name: str, title: str | None = None):
+    def save_table(self, table, chapter: str, name: str, title: str | None = None, footer: str | None = None):
         """Write a pandas table as ``tables/<chapter>/<name>.csv`` and ``.md`` (Markdown with an
-        optional bold ``title`` line, as RESULTS.md shows it; NaN as an empty cell); returns the table."""
+        optional bold ``title`` line above and ``footer`` line below, as RESULTS.md shows it; NaN
+        as an empty cell); returns the table."""
         folder = self._folder("tables", chapter)
         table.to_csv(folder / f"{name}.csv", index=False)
         markdown = table.astype(object).where(table.notna(), None).to_markdown(index=False, missingval="")
-        (folder / f"{name}.md").write_text((f"**{title}**\n\n" if title else "") + markdown + "\n")
+        text = (f"**{title}**\n\n" if title else "") + markdown + "\n" + (f"\n{footer}\n" if footer else "")
+        (folder / f"{name}.md").write_text(text)
         return table
 
     def save_verdict(self, chapter: str, rows: list[dict[str, str]]):
@@ -241,11 +243,10 @@ class Study:
         import pandas as pd
 
         table = pd.DataFrame(rows, columns=["claim", "paper", "here", "verdict"])
-        self.save_table(table, chapter, "verdict")
-        if self.profile.earlier is not None:  # one line under the table: did the verdicts move?
-            line = self.compared_with_earlier(chapter, table)
-            markdown = self._folder("tables", chapter) / "verdict.md"
-            markdown.write_text(markdown.read_text().rstrip() + "\n\n" + line + "\n")
+        # one line under the table, against the profile's earlier run: did the verdicts move?
+        line = self.compared_with_earlier(chapter, table) if self.profile.earlier is not None else None
+        self.save_table(table, chapter, "verdict", footer=line)
+        if line:
             print(line)
         return table
 

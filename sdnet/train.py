@@ -165,8 +165,8 @@ def image_size(cfg: TrainConfig, epoch: int, full: int) -> int:
 
 
 def set_epoch(loader, epoch: int, size: int | None = None) -> None:
-    if hasattr(loader, "set_epoch"):
-        loader.set_epoch(epoch, size) if size is not None else loader.set_epoch(epoch)
+    if hasattr(loader, "set_epoch"):  # DeviceLoader
+        loader.set_epoch(epoch, size)
     elif hasattr(getattr(loader, "sampler", None), "set_epoch"):
         loader.sampler.set_epoch(epoch)
 
@@ -276,7 +276,7 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
         raise ConfigError(f"batch_size {cfg.batch_size} is larger than the training set: lower it")
     epochs = _progress(range(start_epoch, cfg.epochs), cfg.progress and ddp.main, desc=f"{cfg.model} on {data.name}", unit="epoch", initial=start_epoch, total=cfg.epochs)
     for epoch in epochs:
-        size = image_size(cfg, epoch, train_loader.images.shape[-1]) if cfg.start_size is not None else None
+        size = image_size(cfg, epoch, train_loader.images.shape[-1])
         set_epoch(train_loader, epoch, size)
         step_model.train()
         sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, n
