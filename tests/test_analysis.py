@@ -14,7 +14,7 @@ from sdnet.models import build
 def chain() -> nn.Module:
     """A narrow SDNet-18-All without shortcuts, with non-trivial BatchNorm statistics."""
     torch.manual_seed(0)
-    model = build("sdnet18_all", 10, width=4, shortcut=False).double()
+    model = build("sdnet18_all", 10, width=8, shortcut=False).double()
     for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
         bn.weight.data.uniform_(0.5, 1.5)
         bn.bias.data.uniform_(-0.2, 0.2)
@@ -59,18 +59,18 @@ def test_invert_batchnorm_undoes_an_eval_batchnorm():
 
 def test_reconstruction_refuses_what_is_not_a_pure_chain():
     x = torch.rand(1, 3, 32, 32)
-    with_shortcuts = build("sdnet18_all", 10, width=4).eval()
+    with_shortcuts = build("sdnet18_all", 10, width=8).eval()
     with pytest.raises(ValueError, match="layer1.1.conv1.*shortcut=False"):
         analysis.reconstruct_through_dictionaries(with_shortcuts, x)
     # the stem and the first block's two layers do read the previous code through a BatchNorm alone
     # (an -All block has no ReLU inside); the second block reads a residual sum
     assert len(analysis.reconstruct_through_dictionaries(with_shortcuts, x, upto=2)) == 3
-    imagenet_stem = build("sdnet18_all", 10, stem="imagenet", width=4, shortcut=False).eval()
+    imagenet_stem = build("sdnet18_all", 10, stem="imagenet", width=8, shortcut=False).eval()
     with pytest.raises(ValueError, match="pooling"):  # the stem's max-pool cannot be undone
         analysis.reconstruct_through_dictionaries(imagenet_stem, torch.rand(1, 3, 64, 64))
-    assert len(analysis.reconstruct_through_dictionaries(build("sdnet18", 10, width=4).eval(), x)) == 1
+    assert len(analysis.reconstruct_through_dictionaries(build("sdnet18", 10, width=8).eval(), x)) == 1
     with pytest.raises(ValueError, match="no CSC layer"):
-        analysis.reconstruct_through_dictionaries(build("resnet18", 10, width=4).eval(), x)
+        analysis.reconstruct_through_dictionaries(build("resnet18", 10, width=8).eval(), x)
 
 
 def test_code_sparsity_per_layer(chain):

@@ -68,7 +68,7 @@ def test_models_are_timed_after_settling_steps():
     for settle_steps in (0, 30):
         with one_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            models = bench.bench_models(torch.device("cpu"), 8, 1, 0.0, 4, 16, settle_steps)
+            models = bench.bench_models(torch.device("cpu"), 8, 1, 0.0, 8, 16, settle_steps)
         counts[settle_steps] = {r["model"]: r["power_iterations"] for r in models}
     assert counts[30]["sdnet18_all"] < counts[0]["sdnet18_all"] / 2, counts
 
@@ -101,8 +101,8 @@ def _hand_count(model: torch.nn.Module, image_size: int) -> tuple[float, float]:
 
 @pytest.mark.parametrize("name", ["resnet18", "sdnet18", "sdnet18_all"])
 def test_flop_counts_match_a_count_by_hand(name):
-    counted = bench.count_flops(name, width=4, image_size=16)
-    forward, power = _hand_count(build(name, 10, width=4), 16)
+    counted = bench.count_flops(name, width=8, image_size=16)
+    forward, power = _hand_count(build(name, 10, width=8), 16)
     assert counted["eval"] == pytest.approx(forward, rel=1e-9)
     assert counted["power_iteration"] == pytest.approx(power, rel=1e-9)
     # backward: the gradients of weights and of inputs, each as costly as the forward (the image needs none)

@@ -419,7 +419,7 @@ def test_the_step_size_stays_a_safe_bound_through_training():
     from sdnet.models import build
 
     torch.manual_seed(0)
-    model = build("sdnet18_all", 10, width=4)
+    model = build("sdnet18_all", 10, width=8)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
     x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
     layers = [m for _, m in csc.csc_layers(model)]

@@ -24,12 +24,12 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
 # What must be identical between two runs of the same command (times are not).
 RESULT = ("top1", "top5", "loss", "train_loss", "code", "data")
-TINY = ["--model", "sdnet18", "--dataset", "synthetic", "--limit", "512", "--width", "4", "--epochs", "3",
+TINY = ["--model", "sdnet18", "--dataset", "synthetic", "--limit", "512", "--width", "8", "--epochs", "3",
         "--batch-size", "64", "--lr", "0.05", "--device", "cpu", "--progress", "false"]
 
 
 def tiny(**overrides) -> TrainConfig:
-    values = dict(model="sdnet18", dataset="synthetic", limit=256, width=4, epochs=2, batch_size=64, lr=0.05, device="cpu", progress=False)
+    values = dict(model="sdnet18", dataset="synthetic", limit=256, width=8, epochs=2, batch_size=64, lr=0.05, device="cpu", progress=False)
     return TrainConfig(**{**values, **overrides})
 
 
@@ -114,7 +114,7 @@ def test_a_finished_stage_rerun_by_dvc_resumes_instead_of_retraining(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     quick = params["profiles"]["quick"]
     quick["data"]["limit"] = 256
-    quick["train"].update(width=4, epochs=1, per_run={}, batch_size=64)
+    quick["train"].update(width=8, epochs=1, per_run={}, batch_size=64)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     command = [sys.executable, "-m", "sdnet.stages.train", "resnet18"]
     first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -29,7 +29,7 @@ DATA = ["profiles.fast.data.datasets=[cifar10,cifar100]", f"profiles.fast.data.r
     else ["profiles.fast.data.datasets=[synthetic]", "profiles.fast.data.limit=256"]
 # The fast profile as it is, shrunk to seconds: only sizes change, every section stays.
 TINY = DATA + [
-    "profiles.fast.train.width=4", "profiles.fast.train.epochs=1", "profiles.fast.train.warmup_epochs=0",
+    "profiles.fast.train.width=8", "profiles.fast.train.epochs=1", "profiles.fast.train.warmup_epochs=0",
     "profiles.fast.train.batch_size=128", "profiles.fast.train.per_run={}", "profiles.fast.train.device=cpu",
     "profiles.fast.train.progress=false", "profiles.fast.csc_layer.images=8", "profiles.fast.csc_layer.max_steps=10",
     "profiles.fast.robustness.severities=[1,5]", "profiles.fast.robustness.lambdas=[0.1,0.5,1.0]", "profiles.fast.robustness.test_images=60",

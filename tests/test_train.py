@@ -18,7 +18,7 @@ from sdnet.train import TrainingDiverged, config_from_args, image_size, learning
 
 def tiny(**overrides) -> TrainConfig:
     """A seconds-long CPU run on the embedded synthetic dataset."""
-    values = dict(model="sdnet18", dataset="synthetic", limit=256, width=4, epochs=2, batch_size=64, lr=0.05, device="cpu", progress=False)
+    values = dict(model="sdnet18", dataset="synthetic", limit=256, width=8, epochs=2, batch_size=64, lr=0.05, device="cpu", progress=False)
     return TrainConfig(**{**values, **overrides})
 
 
@@ -53,7 +53,7 @@ def test_schedules():
 def test_weight_decay_spares_norms_and_biases_only_when_asked():
     from sdnet.models import build
 
-    model = build("sdnet18", num_classes=10, width=4)
+    model = build("sdnet18", num_classes=10, width=8)
     norms_and_biases = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     norms_and_biases |= {id(m.bias) for m in model.modules() if isinstance(getattr(m, "bias", None), torch.nn.Parameter)}
     (every,) = parameter_groups(model, 5e-4)
@@ -70,7 +70,7 @@ def test_zero_init_residual_starts_blocks_with_a_shortcut_as_the_identity():
 
     torch.manual_seed(0)
     for name, shortcut in (("sdnet18", True), ("sdnet18_all", False)):
-        model = build(name, num_classes=10, width=4, shortcut=shortcut).eval()
+        model = build(name, num_classes=10, width=8, shortcut=shortcut).eval()
         zero_init_residual(model)
         x = torch.rand(2, 4, 8, 8)
         for block in (m for m in model.modules() if isinstance(m, BasicBlock) and m.downsample is None and m.conv1.in_channels == 4):
@@ -203,7 +203,7 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     """torchrun --nproc_per_node=2 with the gloo backend on tiny data."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "sdnet.train",
-           "--out", str(tmp_path), "--model", "resnet18", "--dataset", "synthetic", "--limit", "256", "--width", "4",
+           "--out", str(tmp_path), "--model", "resnet18", "--dataset", "synthetic", "--limit", "256", "--width", "8",
            "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--progress", "false"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
