@@ -43,11 +43,6 @@ from sdnet.study import batches
 from sdnet.train import main as train_main
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-RECIPE = [  # the cpu profile's recipe (params.yaml), width 16
-    "--width", "16", "--batch-size", "128", "--lr", "0.1", "--momentum", "0.9", "--nesterov", "true",
-    "--weight-decay", "0.0005", "--schedule", "onecycle", "--eta-min", "0", "--label-smoothing", "0.1",
-    "--lam", "0.1", "--n-steps", "2",
-]
 
 
 def jpeg_round_trip(images: np.ndarray, quality: int = 75) -> np.ndarray:
@@ -136,10 +131,10 @@ def main() -> None:
     for model_name in args.models:
         for trained_on, root in (("exact", exact_root), ("JPEG", jpeg_root)):
             run = args.work / "runs" / f"{model_name}-{trained_on.lower()}"
-            train_main([
-                "--out", str(run), "--model", model_name, "--dataset", "cifar10", "--data-root", str(root),
+            train_main([  # the cpu profile's recipe (params.yaml), on these images
+                "--out", str(run), "--profile", "cpu", "--run", model_name, "--dataset", "cifar10", "--data-root", str(root),
                 "--verify", "false", "--epochs", str(args.epochs), "--warmup-epochs", str(args.epochs // 5),
-                "--seed", str(args.seed), "--eval-every", str(args.epochs), "--progress", "false", *RECIPE,
+                "--seed", str(args.seed), "--eval-every", str(args.epochs), "--progress", "false",
             ])
             kept = args.out / "runs" / run.name
             kept.mkdir(parents=True, exist_ok=True)
