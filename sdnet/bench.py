@@ -31,6 +31,12 @@ One run measures three things, the first two as ratios taken within the run:
    says how much of the gap is the implementation. The training bound includes the step-size
    refresh at the measured mean number of power iterations (two batch-1 convs per CSC layer
    each, a cost spread over the batch).
+4. the ceiling: the GFLOP/s of a large square matrix product in the same precision, the most
+   the device does with dense arithmetic, and the share of it each model's training step reaches
+   (its images/s times its FLOPs per image). No implementation of a network trains faster than
+   the ceiling over its FLOPs per image, so this bounds what any recipe can buy on the machine:
+   a number of epochs in a given time. Not measured for bf16 on a CPU that only emulates it
+   (there a bf16 matrix product is slower than the float32 convolutions it would bound).
 
 How it times. Every call first runs untimed (warm-up: the first CSC call does a cold power
 iteration, cuDNN picks its algorithms, the allocator fills its cache). Then the cases being compared
@@ -82,6 +88,10 @@ IMAGE_SIZE = 32  # CIFAR
 QUICK = dict(width=8, image_size=16, batch_size=2, repeats=1, settle_steps=1)
 # Untimed training steps before the models' training steps are timed (module docstring, item 2).
 SETTLE_STEPS = 50
+# The side of the square matrices whose product measures the ceiling (item 4): large enough for
+# the BLAS to run at full speed (2 CPU cores: 4096 reaches 10% more than 2048), a second per call there.
+CEILING_SIZE = {"cpu": 4096, "cuda": 8192, "quick": 128}
+CIFAR_TRAIN_IMAGES = 50_000  # an epoch, for the ceiling's table
 SGD = {k: RECIPES["cifar"][k] for k in ("lr", "momentum", "nesterov", "weight_decay")}  # the paper's CIFAR recipe
 
 
@@ -228,19 +238,36 @@ def bench_layer(
 
 
 # ---------------------------------------------------------------------------------------------
+# The ceiling
+# ---------------------------------------------------------------------------------------------
+
+
+def matmul_ceiling(device: torch.device, bf16: bool, size: int, repeats: int) -> float:
+    """GFLOP/s of the product of two ``size`` x ``size`` matrices, in bf16 or float32 (median of
+    ``repeats``): the device's dense arithmetic at its best, which a network's step cannot beat."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    cuda = device.type == "cuda"
+    samples = time_interleaved(dict(matmul=lambda: a @ b), device, repeats=repeats, min_sample_s=0.02 if cuda else 0.0)
+    return 2 * size**3 / statistics.median(samples["matmul"]) / 1e9
+
+
+# ---------------------------------------------------------------------------------------------
 # 2. Models
 # ---------------------------------------------------------------------------------------------
 
 
 def bench_models(
     device: torch.device, batch_size: int, repeats: int, min_sample_s: float, width: int, image_size: int,
-    settle_steps: int, bf16: bool = False,
+    settle_steps: int, bf16: bool = False, ceiling_gflops: float | None = None,
 ) -> list[dict[str, Any]]:
     """Training and evaluation steps of each of ``MODELS``: images/s, and relative to ResNet-18.
 
     Each model first takes ``settle_steps`` untimed training steps on fresh random batches, so the
     timed steps are those that make up a training run rather than its first few (see the module
-    docstring)."""
+    docstring). With ``ceiling_gflops`` (:func:`matmul_ceiling`), each result also says what share
+    of it the training step reaches and how many images/s the ceiling would allow."""
     fmt = torch.channels_last
 
     def batch() -> tuple[Tensor, Tensor]:
@@ -299,6 +326,10 @@ def bench_models(
     for r in results:  # the throughput ratios the arithmetic allows
         r["train_flops_bound"] = base["train_gflops_per_image"] / r["train_gflops_per_image"]
         r["eval_flops_bound"] = base["eval_gflops_per_image"] / r["eval_gflops_per_image"]
+        if ceiling_gflops is not None:
+            r["train_gflops_per_s"] = r["train_images_per_s"] * r["train_gflops_per_image"]
+            r["train_ceiling_share"] = r["train_gflops_per_s"] / ceiling_gflops
+            r["train_images_per_s_at_ceiling"] = ceiling_gflops / r["train_gflops_per_image"]
     return results
 
 
@@ -407,6 +438,7 @@ def run_benchmark(
         raise ValueError(f"need batch_size, repeats, width >= 1 and settle_steps >= 0, got {batch_size}, {repeats}, {width}, {settle_steps}")
     # Short GPU calls are timed over runs of at least 20 ms; on CPU every call is long enough.
     min_sample_s = 0.02 if cuda and not quick else 0.0
+    ceiling_size = CEILING_SIZE["quick"] if quick else CEILING_SIZE.get(device.type, CEILING_SIZE["cpu"])
 
     def log(message: str) -> None:
         if progress:
@@ -427,9 +459,17 @@ def run_benchmark(
                 for i, shape in enumerate(shapes):
                     log(f"{precision}: layer {i + 1}/{len(shapes)}: {_shape_name(shape)}")
                     layers.append(bench_layer(shape, device, batch_size, repeats, min_sample_s, first_layer=i == 0, bf16=bf16))
+                # Emulated bf16 (a CPU without native bf16) multiplies matrices slower than the
+                # convolutions it is compared with: no ceiling there.
+                ceiling = None
+                if not bf16 or cuda or cpu_has_native_bf16():
+                    log(f"{precision}: the ceiling: a {ceiling_size}x{ceiling_size} matrix product")
+                    ceiling = matmul_ceiling(device, bf16, ceiling_size, repeats)
                 log(f"{precision}: models: {', '.join(MODELS)}")
-                models = bench_models(device, batch_size, repeats, min_sample_s, width, image_size, settle_steps, bf16=bf16)
+                models = bench_models(device, batch_size, repeats, min_sample_s, width, image_size, settle_steps, bf16=bf16, ceiling_gflops=ceiling)
                 runs[precision] = dict(layers=layers, models=models)
+                if ceiling is not None:
+                    runs[precision]["ceiling"] = dict(matmul_size=ceiling_size, gflops_per_s=ceiling)
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
     first = shapes[0]
@@ -479,6 +519,15 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{r['train_gflops_per_image']:>7.2f} | {r['eval_images_per_s']:>12.1f}{r['eval_relative']:>7.2f}"
                 f"{r['eval_flops_bound']:>7.2f}{r['eval_gflops_per_image']:>7.2f} | {iterations:>9}"
             )
+        if "ceiling" in run:
+            c = run["ceiling"]
+            lines += ["", f"[{precision}] The ceiling: a {c['matmul_size']}x{c['matmul_size']} matrix product at {c['gflops_per_s']:.1f} GFLOP/s; training steps against it"]
+            lines.append(f"{'model':<14} | {'GFLOP/s':>9}{'share':>7} | {'img/s at the ceiling':>21}{'CIFAR epoch (s)':>16}")
+            for r in run["models"]:
+                at_ceiling = r["train_images_per_s_at_ceiling"]
+                lines.append(
+                    f"{r['model']:<14} | {r['train_gflops_per_s']:>9.1f}{r['train_ceiling_share']:>7.0%} | {at_ceiling:>21.0f}{CIFAR_TRAIN_IMAGES / at_ceiling:>16.0f}"
+                )
     lines.append("(power it.: mean iterations of the step-size power iteration per CSC layer and training step;")
     lines.append(" GFLOP: per image, convolutions and linear layers, the training step's including its share of the refresh)")
     names = list(result["precisions"])

@@ -60,6 +60,26 @@ def test_models_are_compared_with_resnet18(run):
     assert models["sdnet18_all"]["train_flops_bound"] < models["sdnet18_all"]["eval_flops_bound"] + 0.05
 
 
+def test_training_steps_are_set_against_the_matmul_ceiling(quick):
+    # float32 always; bf16 only where the CPU multiplies it natively (emulated, it bounds nothing)
+    assert ("ceiling" in quick["precisions"]["bf16"]) == bench.cpu_has_native_bf16()
+    run = quick["precisions"]["float32"]
+    ceiling = run["ceiling"]["gflops_per_s"]
+    assert math.isfinite(ceiling) and ceiling > 0
+    for r in run["models"]:
+        assert r["train_gflops_per_s"] == pytest.approx(r["train_images_per_s"] * r["train_gflops_per_image"])
+        assert r["train_ceiling_share"] == pytest.approx(r["train_gflops_per_s"] / ceiling)
+        assert r["train_images_per_s_at_ceiling"] == pytest.approx(ceiling / r["train_gflops_per_image"])
+        # tiny networks on 16x16 images: far below what a matrix product does
+        assert 0 < r["train_ceiling_share"] < 1
+
+
+def test_the_ceiling_is_a_matrix_products_flops_over_its_time(monkeypatch):
+    monkeypatch.setattr(bench, "time_interleaved", lambda cases, device, **kw: {name: [fn() is not None and 0.5] for name, fn in cases.items()})
+    # 2 * 64^3 FLOPs in half a second
+    assert bench.matmul_ceiling(torch.device("cpu"), bf16=False, size=64, repeats=1) == pytest.approx(2 * 64**3 / 0.5 / 1e9)
+
+
 def test_models_are_timed_after_settling_steps():
     # The first steps after initialisation move the dictionaries most: the warm-started power
     # iteration then needs many iterations per step, and the settling steps keep them out of the
@@ -135,6 +155,7 @@ def test_cli_prints_the_tables_and_writes_json(quick, tmp_path, monkeypatch, cap
     assert json.loads(out.read_text()) == json.loads(json.dumps(quick))
     printed = capsys.readouterr().out
     assert "CSCConv2d vs nn.Conv2d" in printed and "sdnet18_all" in printed and "by precision" in printed
+    assert "The ceiling: a 128x128 matrix product" in printed
 
 
 def test_bad_sizes_fail_before_any_work():
