@@ -5,7 +5,7 @@
     python -m sdnet.bench --device cuda --json reports/bench.json   # GPU: batch 128, bf16
     python -m sdnet.bench --quick                        # a few seconds, tiny sizes (smoke test)
 
-One run measures three things, the first two as ratios taken within the run:
+One run measures four things, the first two as ratios taken within the run:
 
 1. layers: ``CSCConv2d`` against ``nn.Conv2d`` of the same shape, forward+backward and forward only
    (``no_grad``, as in evaluation), for every distinct conv shape of SDNet-18-All with the CIFAR stem
