@@ -242,14 +242,13 @@ def bench_layer(
 # ---------------------------------------------------------------------------------------------
 
 
-def matmul_ceiling(device: torch.device, bf16: bool, size: int, repeats: int) -> float:
+def matmul_ceiling(device: torch.device, bf16: bool, size: int, repeats: int, min_sample_s: float) -> float:
     """GFLOP/s of the product of two ``size`` x ``size`` matrices, in bf16 or float32 (median of
     ``repeats``): the device's dense arithmetic at its best, which a network's step cannot beat."""
     dtype = torch.bfloat16 if bf16 else torch.float32
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    cuda = device.type == "cuda"
-    samples = time_interleaved(dict(matmul=lambda: a @ b), device, repeats=repeats, min_sample_s=0.02 if cuda else 0.0)
+    samples = time_interleaved(dict(matmul=lambda: a @ b), device, repeats=repeats, min_sample_s=min_sample_s)
     return 2 * size**3 / statistics.median(samples["matmul"]) / 1e9
 
 
@@ -464,7 +463,7 @@ def run_benchmark(
                 ceiling = None
                 if not bf16 or cuda or cpu_has_native_bf16():
                     log(f"{precision}: the ceiling: a {ceiling_size}x{ceiling_size} matrix product")
-                    ceiling = matmul_ceiling(device, bf16, ceiling_size, repeats)
+                    ceiling = matmul_ceiling(device, bf16, ceiling_size, repeats, min_sample_s)
                 log(f"{precision}: models: {', '.join(MODELS)}")
                 models = bench_models(device, batch_size, repeats, min_sample_s, width, image_size, settle_steps, bf16=bf16, ceiling_gflops=ceiling)
                 runs[precision] = dict(layers=layers, models=models)
