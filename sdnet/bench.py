@@ -74,7 +74,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sdnet.config import RECIPES, command_line
 from sdnet.csc import CSCConv2d, csc_layers
-from sdnet.evaluate import autocast_for, cpu_has_native_bf16, resolve_device
+from sdnet.device import autocast_for, cpu_has_native_bf16, resolve_device
 from sdnet.models import build
 
 MODELS = ("resnet18", "sdnet18", "sdnet18_all")

@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import os
 import sys
 import types
 import typing
@@ -29,8 +30,6 @@ import yaml
 DATASETS = ("synthetic", "cifar10", "cifar100", "cifar10-jpeg", "imagenet")
 SCHEDULES = ("cosine", "step", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
-NOISES = ("gaussian", "shot", "impulse", "speckle")  # CIFAR-10-C's additive noises
-ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")  # see sdnet.attacks
 
 
 class SdnetError(Exception):
@@ -47,9 +46,9 @@ def command_line(main):
     with its message on stderr and exit status 2, not a traceback: the message is the help."""
 
     @functools.wraps(main)
-    def run(argv: list[str] | None = None):
+    def run(argv: list[str] | None = None, **options):
         try:
-            return main(argv)
+            return main(argv, **options)
         except (SdnetError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -222,7 +221,6 @@ class TrainConfig(Section):
     bf16: bool | str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AMX/AVX512-BF16)
     channels_last: bool = True  # NHWC tensors: faster with cuDNN and with oneDNN on CPUs (+25% here)
     compile: bool = False  # torch.compile the model (CUDA)
-    eval_every: int = 1  # epochs between test-set evaluations (the last epoch is always evaluated)
     workers: int = 8  # ImageNet DataLoader workers
     progress: bool = True
 
@@ -250,7 +248,10 @@ class TrainConfig(Section):
         need = lambda ok, key, allowed: self.need(ok, key, allowed, where)  # noqa: E731
         need(self.model in ARCHS, "model", f"one of {sorted(ARCHS)}")
         need(self.dataset in DATASETS, "dataset", f"one of {list(DATASETS)}")
-        need(self.width >= 1, "width", "an integer >= 1 (64 in the paper)")
+        # Below 8 channels, oneDNN's CPU kernel for the weight gradient of a strided 1x1 convolution
+        # (the downsampling shortcuts take `width` channels) corrupts memory or returns wrong
+        # gradients on CPUs without AVX-512 (oneDNN#6035): no width below 8 is trained.
+        need(self.width >= 8, "width", "an integer >= 8 (64 in the paper; narrower networks hit a oneDNN bug on CPUs, oneDNN#6035)")
         need(self.limit is None or self.limit > 0, "limit", "a positive integer or null")
         need(self.lam >= 0, "lam", "a number >= 0")
         need(self.n_steps >= 1, "n_steps", "an integer >= 1")
@@ -272,17 +273,15 @@ class TrainConfig(Section):
         need(self.seed >= 0, "seed", "an integer >= 0")
         need(self.device in DEVICES, "device", f"one of {list(DEVICES)}")
         need(self.bf16 in ("auto", True, False), "bf16", "auto, true or false")
-        need(self.eval_every >= 1, "eval_every", "an integer >= 1")
         need(self.workers >= 0, "workers", "an integer >= 0")
 
 
-# The paper's recipes, and a fast GPU schedule (see README, "Fast schedule").
+# The paper's recipes, and a fast GPU schedule.
 RECIPES: dict[str, dict[str, Any]] = {
     "cifar": dict(epochs=220, batch_size=128, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine", eta_min=1e-6),
     "imagenet": dict(dataset="imagenet", epochs=100, batch_size=512, lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4, schedule="step", milestones=[30, 60, 90]),
     # Not the paper's: a short one-cycle schedule with bigger batches and label smoothing, for a
-    # CIFAR-10 result in minutes on one GPU. Expected (not yet measured here): ~94.5-95% top-1 for
-    # ResNet-18/SDNet-18 in 40 epochs, about 2-3 minutes on one H100 with bf16 + channels_last.
+    # CIFAR-10 result in minutes on one GPU (params.yaml's `fast` profile runs it for 30 epochs).
     "fast": dict(epochs=40, batch_size=512, lr=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", warmup_epochs=8.0, label_smoothing=0.1, eta_min=0.0),
 }
 
@@ -364,81 +363,6 @@ class TrainParams(Section):
         return {k: v for k, v in self.per_run.get(run, {}).items() if k != "seeds"}
 
 
-@dataclass(frozen=True)
-class CscLayerParams(Section):
-    """Chapter 1: the layer on its own."""
-
-    max_steps: int
-    lambdas: list[float]
-    images: int
-
-    def check(self, where: str = "") -> None:
-        self.need(self.max_steps >= 2, "max_steps", "an integer >= 2", where)
-        self.need(bool(self.lambdas) and all(v >= 0 for v in self.lambdas), "lambdas", "a non-empty list of numbers >= 0", where)
-        self.need(self.images >= 1, "images", "an integer >= 1", where)
-
-
-@dataclass(frozen=True)
-class NoiseParams(Section):
-    """Chapter 3: test-time lambda under CIFAR-10-C noise."""
-
-    noises: list[str]
-    severities: list[int]
-    lambdas: list[float]
-    test_images: int
-    seed: int = 0
-
-    def check(self, where: str = "") -> None:
-        self.need(bool(self.noises) and set(self.noises) <= set(NOISES), "noises", f"a non-empty list of {list(NOISES)}", where)
-        self.need(bool(self.severities) and all(1 <= s <= 5 for s in self.severities), "severities", "a non-empty list of 1..5", where)
-        self.need(len(self.lambdas) >= 2 and all(v >= 0 for v in self.lambdas), "lambdas", "a list of at least 2 numbers >= 0", where)
-        self.need(self.test_images >= 1, "test_images", "an integer >= 1", where)
-        self.need(self.seed >= 0, "seed", "an integer >= 0", where)
-
-
-@dataclass(frozen=True)
-class AttackParams(Section):
-    """Chapter 4: attacks against the test-time lambda."""
-
-    lambdas: list[float]
-    linf_eps: list[float]
-    l2_eps: list[float]
-    steps: int
-    step_size_fraction: float
-    test_images: int
-    attacks: list[str] = field(default_factory=lambda: ["pgd"])
-    restarts: int = 1
-    seed: int = 0
-    # AutoAttack (standard) at L-inf 8/255: ResNet-18, and SDNet-18 at the training lambda and at
-    # the lambda the worst case of `attacks` leaves most robust there (slow: off by default)
-    autoattack: bool = False
-
-    def check(self, where: str = "") -> None:
-        self.need(bool(self.lambdas) and all(v >= 0 for v in self.lambdas), "lambdas", "a non-empty list of numbers >= 0", where)
-        for key in ("linf_eps", "l2_eps"):
-            self.need(all(0 <= e for e in getattr(self, key)), key, "a list of radii >= 0 (pixel values in [0, 1])", where)
-        self.need(bool(self.linf_eps or self.l2_eps), "linf_eps", "at least one radius in linf_eps or l2_eps", where)
-        self.need(self.steps >= 1, "steps", "an integer >= 1", where)
-        self.need(0 < self.step_size_fraction <= 1, "step_size_fraction", "a number in (0, 1]", where)
-        self.need(self.test_images >= 1, "test_images", "an integer >= 1", where)
-        self.need(bool(self.attacks) and set(self.attacks) <= set(ATTACKS) and len(set(self.attacks)) == len(self.attacks),
-                  "attacks", f"a non-empty list of distinct {list(ATTACKS)}", where)
-        self.need(self.restarts >= 1, "restarts", "an integer >= 1", where)
-        self.need(self.seed >= 0, "seed", "an integer >= 0", where)
-        self.need(not self.autoattack or any(abs(e - 8 / 255) < 1e-6 for e in self.linf_eps), "autoattack",
-                  "true only with the paper's 8/255 (0.0313725490) in linf_eps (the lambda it attacks is chosen there)", where)
-
-
-@dataclass(frozen=True)
-class VisualizeParams(Section):
-    """Chapter 5: dictionaries and reconstructions."""
-
-    images: int
-
-    def check(self, where: str = "") -> None:
-        self.need(self.images >= 1, "images", "an integer >= 1", where)
-
-
 # The runs a profile may take as checkpoint files instead of training them (``checkpoints``): the
 # authors' released CIFAR networks (sdnet.released), and a ResNet-18 of theirs or trained by this
 # project, as the baseline of chapters 3 and 4.
@@ -466,42 +390,58 @@ class CheckpointParams(Section):
         return {run: path for run in CHECKPOINT_RUNS if (path := getattr(self, run)) is not None}
 
 
+# The chapters' sections of a profile: validated by sdnet.chapter_config (kept out of this module,
+# which decides how networks are trained, so that a new chapter parameter retrains nothing).
+CHAPTER_SECTIONS = ("csc_layer", "robustness", "adversarial", "visualize")
+
+
 @dataclass(frozen=True)
 class Profile(Section):
-    """One scale of the study (params.yaml ``profiles.<name>``)."""
+    """One scale of the study (params.yaml ``profiles.<name>``). ``chapters`` holds the chapters'
+    sections (:data:`CHAPTER_SECTIONS`) as read, or validated by :func:`sdnet.chapter_config.parse_chapters`;
+    ``profile.robustness`` and the like read them."""
 
     data: DataParams
     train: TrainParams
-    csc_layer: CscLayerParams
-    robustness: NoiseParams
-    adversarial: AttackParams
-    visualize: VisualizeParams
     checkpoints: CheckpointParams = field(default_factory=CheckpointParams)
     # A frozen earlier run of this study (a folder of reports/earlier/: its chapters' verdict.csv
     # and about.json), or null: each chapter's verdict then says which verdicts moved since.
     earlier: str | None = None
+    chapters: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        chapters = self.__dict__.get("chapters", {})
+        if name in chapters:
+            return chapters[name]
+        raise AttributeError(f"a profile has no section {name!r}")
 
     @classmethod
     def from_dict(cls, values: Any, where: str = "") -> Profile:
         if not isinstance(values, dict):
             raise ConfigError(f"{where} must be a mapping of sections, got {values!r}")
-        hints = typing.get_type_hints(cls)
-        sections = {}
+        hints = {k: v for k, v in typing.get_type_hints(cls).items() if k != "chapters"}
+        known = [*hints, *CHAPTER_SECTIONS]
+        sections: dict[str, Any] = {}
+        chapters: dict[str, Any] = {}
         for key, value in values.items():
             if key == "earlier":
                 if value is not None and not (isinstance(value, str) and value.strip()):
                     raise ConfigError(f"{_join(where, key)} = {value!r} is not allowed: a folder of reports/earlier/, or null")
                 sections[key] = value
-                continue
-            if key not in hints:
-                close = difflib.get_close_matches(str(key), hints, n=1)
+            elif key in CHAPTER_SECTIONS:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{_join(where, key)} must be a mapping of keys to values, got {value!r}")
+                chapters[key] = value
+            elif key in hints:
+                sections[key] = hints[key].from_dict(value, _join(where, key))
+            else:
+                close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown section {_join(where, key)!r}{hint}; a profile has: {', '.join(hints)}")
-            sections[key] = hints[key].from_dict(value, _join(where, key))
-        missing = [k for k in hints if k not in sections and k not in ("checkpoints", "earlier")]
+                raise ConfigError(f"unknown section {_join(where, key)!r}{hint}; a profile has: {', '.join(known)}")
+        missing = [k for k in known if k not in sections and k not in chapters and k not in ("checkpoints", "earlier")]
         if missing:
             raise ConfigError(f"{where} is missing the section(s) {', '.join(missing)}")
-        profile = cls(**sections)
+        profile = cls(**sections, chapters=chapters)
         both = sorted(set(profile.checkpoints.given()) & set(profile.train.runs))
         if both:
             raise ConfigError(f"{where}: {', '.join(both)} both trained (train.runs) and given as a checkpoint file "
@@ -521,10 +461,34 @@ class Params:
     def active(self) -> Profile:
         return self.profiles[self.profile]
 
+    def train_config(self, run: str, root: str | Path, dataset: str | None = None, seed: int | None = None) -> TrainConfig:
+        """The TrainConfig of ``run`` at the active profile, on ``dataset`` (default: the profile's
+        first) with ``seed`` (default: the run's first): the profile's shared values, its data
+        section (its root relative to the repository ``root``), the run's overrides
+        (``per_run``), then the run's architecture."""
+        if run not in self.runs:
+            raise ConfigError(f"unknown run {run!r}; params.yaml `runs:` has {', '.join(self.runs)}")
+        train, data, spec = self.active.train, self.active.data, self.runs[run]
+        values = {
+            **train.config, "data_root": str(Path(root) / data.root), "verify": data.verify, "limit": data.limit,
+            **train.overrides(run),
+            "model": spec.model, "shortcut": spec.shortcut, "dataset": dataset or data.datasets[0],
+            "seed": train.seeds_for(run)[0] if seed is None else seed,
+        }
+        return TrainConfig.from_dict(values, f"profiles.{self.profile}.train")
+
+    def run_dir(self, run: str, root: str | Path, dataset: str | None = None, seed: int | None = None) -> Path:
+        """Where the ``train@<run>`` stage trains ``run`` on ``dataset`` with ``seed``:
+        ``reports/<profile>/models/<run>/<dataset>/seed<k>/`` under the repository ``root``."""
+        seed = self.active.train.seeds_for(run)[0] if seed is None else seed
+        return Path(root) / "reports" / self.profile / "models" / run / (dataset or self.active.data.datasets[0]) / f"seed{seed}"
+
 
 def parse_params(raw: Any, profile: str | None = None, source: str = "params.yaml") -> Params:
-    """Validate a params.yaml mapping. ``profile`` overrides the file's choice. Every profile is
-    checked (a typo in an inactive one is caught too), and every run a profile names must exist."""
+    """Validate what a params.yaml mapping says about training: the runs, and every profile's
+    data, train, checkpoints and earlier sections. ``profile`` overrides the file's choice. Every
+    profile is checked (a typo in an inactive one is caught too), and every run a profile names
+    must exist. The chapters' sections are checked by :func:`sdnet.chapter_config.parse_all`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source} must be a mapping with `profile`, `runs` and `profiles`")
     for key in raw:
@@ -557,33 +521,23 @@ def parse_params(raw: Any, profile: str | None = None, source: str = "params.yam
     return Params(name, runs, profiles)
 
 
+def repo_root(start: str | Path | None = None) -> Path:
+    """The folder holding params.yaml and the sdnet package, searched upwards from ``start`` (the cwd)."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").is_file() and (folder / "sdnet").is_dir():
+            return folder
+    raise FileNotFoundError(f"no params.yaml above {here}: run from inside the sdnet repository")
+
+
 def checkpoint_path(root: str | Path, path: str) -> Path:
     """A ``checkpoints`` entry as a path: ``~`` expanded, relative to the repository ``root``."""
     return Path(root) / Path(path).expanduser()
 
 
-def check_checkpoints(params: Params, root: str | Path) -> None:
-    """The active profile's checkpoint files exist (paths relative to ``root``, the repository),
-    and SDNet-18, which chapters 3-5 need, is trained or given. The message says where the
-    authors publish their networks and where to put them. Inactive profiles are not checked:
-    their files need not be on this machine."""
-    from sdnet.paper import released_help
-
-    profile, name = params.active, params.profile
-    dataset = profile.data.datasets[0].removesuffix("-jpeg")  # the JPEG copy is CIFAR-10
-    for run, path in profile.checkpoints.given().items():
-        if not checkpoint_path(root, path).is_file():
-            raise ConfigError(f"profiles.{name}.checkpoints.{run} = {path!r}: no such file. {released_help(dataset, run)}")
-    if "sdnet18" not in profile.train.runs and profile.checkpoints.sdnet18 is None:
-        raise ConfigError(
-            f"profile {name!r} has no SDNet-18: it neither trains it (train.runs) nor is given a checkpoint file "
-            f"(profiles.{name}.checkpoints.sdnet18 is null). {released_help(dataset, 'sdnet18')} For example: "
-            f"dvc exp run -S profile={name} -S profiles.{name}.checkpoints.sdnet18=data/released/{dataset}/sdnet18/model_best.pth.tar")
-
-
 def load_params(path: str | Path, profile: str | None = None) -> Params:
-    """Read and validate a params.yaml file (see :func:`parse_params`), and the active profile's
-    checkpoint files (:func:`check_checkpoints`, relative to the file's folder)."""
+    """Read and validate a params.yaml file (see :func:`parse_params`). The active profile's
+    checkpoint files are checked where they are read (``sdnet.study.load_study``)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -591,6 +545,4 @@ def load_params(path: str | Path, profile: str | None = None) -> Params:
         raise ConfigError(f"no {path}: run from inside the sdnet repository") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    params = parse_params(raw, profile, str(path))
-    check_checkpoints(params, path.parent)
-    return params
+    return parse_params(raw, profile, str(path))

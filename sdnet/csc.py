@@ -376,12 +376,17 @@ class CSCConv2d(nn.Module):
     def solver_state(self) -> dict[str, Any]:
         """What the step-size refresh carries from one call to the next (not in ``state_dict``):
         the warm-start vector, the last estimate of ``L``, the step size and the input size it is
-        valid for. Saved with a checkpoint, it makes a resumed run continue exactly."""
+        valid for. Saved with a checkpoint, it makes a resumed run continue exactly.
+
+        The input size is kept only while the step size is valid for the dictionary as it is now:
+        after an optimiser step (a training run saved between epochs) the next forward must
+        re-estimate, in the resumed run as in the uninterrupted one."""
+        current = self._refreshed_for is not None and self._refreshed_for[:2] == (self.weight._version, self.weight.data_ptr())
         return {
             "vector": None if self.power_vector is None else self.power_vector.detach().cpu(),
             "estimate": self._last_estimate,
             "step_size": None if self.step_size is None else self.step_size.detach().cpu(),
-            "input_size": None if self._refreshed_for is None else list(self._refreshed_for[2]),
+            "input_size": list(self._refreshed_for[2]) if current else None,
         }
 
     def load_solver_state(self, state: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Evaluation: the one loop that turns a model and batches into numbers.
 
-    python -m sdnet.evaluate --checkpoint reports/quick/models/sdnet18/synthetic/checkpoint.pt --lambdas 0.1 0.5 1.0
+    python -m sdnet.evaluate --checkpoint reports/quick/models/sdnet18/synthetic/seed0/weights.pt --lambdas 0.1 0.5 1.0
 
 Everything that measures accuracy in this package goes through :class:`Tally` (sums kept on the
 device, read back once) and :func:`evaluate` (one pass over the batches in eval mode, on the
@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import sys
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -29,65 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdnet.config import ConfigError, command_line
+from sdnet.device import autocast_for, resolve_device, use_bf16
 from sdnet.csc import CSCConv2d, LayerChoice, csc_lambda, csc_layers, select_layers
 
 Batches = Iterable[tuple[Tensor, Tensor]]
-
-
-# ---------------------------------------------------------------------------------------------
-# Device and precision
-# ---------------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU; asking for CUDA without one is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available here: use device: cpu (or auto)")
-    return device
-
-
-BF16_SETTINGS = ("auto", True, False)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AMX-BF16 or AVX512-BF16: Intel Xeons
-    since Sapphire Rapids, AMD Zen 4), as PyTorch's own CPU probe reports it. Elsewhere oneDNN
-    emulates bf16 and runs it slower than float32."""
-    capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch >= 2.8
-    if capabilities is None:
-        return False
-    found = capabilities()
-    return bool(found.get("amx_bf16") or found.get("avx512_bf16"))
-
-
-def use_bf16(device: torch.device, bf16: bool | str = "auto") -> bool:
-    """The one precision rule of training, evaluation, the noise sweeps and the benchmark.
-
-    ``"auto"``: bf16 autocast on CUDA and on a CPU with native bf16 matrix units
-    (:func:`cpu_has_native_bf16`), float32 elsewhere. ``True``/``False`` force it; ``True`` on a CPU
-    without those units works but is slow, and says so. The CSC layers keep their solver's sums in
-    float32 either way (:func:`sdnet.csc.fista`).
-    """
-    if bf16 not in BF16_SETTINGS:
-        raise ConfigError(f"bf16 must be one of {list(BF16_SETTINGS)}, got {bf16!r}")
-    device = torch.device(device)
-    native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
-    if bf16 == "auto":
-        return native
-    if bf16 and not native:
-        warnings.warn(
-            f"bf16 was asked for on {device.type}, which has no native bf16 matrix units: it is emulated "
-            "and runs slower than float32 (use bf16: auto or false)", stacklevel=2,
-        )
-    return bool(bf16)
-
-
-def autocast_for(device: torch.device, bf16: bool | str = "auto") -> contextlib.AbstractContextManager:
-    """bf16 autocast where :func:`use_bf16` says so, else nothing (float32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16(device, bf16) else contextlib.nullcontext()
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -240,6 +184,30 @@ def lambda_sweep(model: nn.Module, batches: Batches, lambdas: Sequence[float], *
         row = evaluate(model, batches, **options)
         return [{"lam": float(lam), **row} for lam in lambdas]
     return [{"lam": float(lam), **evaluate(model, batches, lam=lam, **options)} for lam in lambdas]
+
+
+# ---------------------------------------------------------------------------------------------
+# A trained network on its test split
+# ---------------------------------------------------------------------------------------------
+
+
+def test_metrics(cfg, out: str | Path) -> dict[str, float]:
+    """Top-1, top-5 and loss of the network ``sdnet.train.train(cfg, out)`` trained
+    (``out/weights.pt``) on the test split of ``cfg.dataset``, in float32 (the same numbers on
+    every machine, whatever precision it was trained in). Under ``torchrun`` every rank scores
+    its share and the sums are combined. The one place the pipeline (``evaluate@<run>``) and the
+    training command line measure a trained network."""
+    from sdnet.checkpoint import WEIGHTS, load_model
+    from sdnet.train import make_loaders, setup_distributed
+
+    device = resolve_device(cfg.device)
+    ddp, device = setup_distributed(device)
+    model, _ = load_model(Path(out) / WEIGHTS, device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    test = make_loaders(cfg, device, ddp).test
+    result = evaluate(model, test, device=device, bf16=False, channels_last=cfg.channels_last, distributed=ddp.world_size > 1)
+    return {k: v for k, v in result.items() if k != "n"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -153,7 +153,8 @@ def declared_code(root: str | Path, stage: Stage) -> set[str]:
 def set_params(root: str | Path, assignments: list[str]) -> None:
     """Apply ``key.path=value`` assignments to params.yaml (values read as YAML), as
     ``dvc exp run -S`` does, after checking that the result is valid. Comments are not kept."""
-    from sdnet.config import ConfigError, parse_params
+    from sdnet.chapter_config import parse_all
+    from sdnet.config import ConfigError
 
     path = Path(root) / "params.yaml"
     params = yaml.safe_load(path.read_text())
@@ -167,7 +168,7 @@ def set_params(root: str | Path, assignments: list[str]) -> None:
                 raise ConfigError(f"--set {assignment}: params.yaml has no section {part!r} on the way to {key!r}")
             node = node[part]
         node[key.split(".")[-1]] = yaml.safe_load(value)
-    parse_params(params, source=f"{path} with {' '.join(assignments)}")
+    parse_all(params, source=f"{path} with {' '.join(assignments)}")
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

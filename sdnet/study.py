@@ -22,27 +22,18 @@ parameter fails in a second, before anything heavy is loaded.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdnet.config import ConfigError, Params, TrainConfig, checkpoint_path, load_params
+from sdnet.chapter_config import load_all
+from sdnet.config import ConfigError, Params, TrainConfig, checkpoint_path, repo_root
 from sdnet.strict_json import write_json
 
 if TYPE_CHECKING:
     import torch
 
 CHAPTERS = ("01_csc_layer", "02_classification", "03_noise_robustness", "04_adversarial", "05_visualization")
-
-
-def repo_root(start: str | Path | None = None) -> Path:
-    """The folder holding params.yaml and the sdnet package, searched upwards from ``start`` (the cwd)."""
-    here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "params.yaml").is_file() and (folder / "sdnet").is_dir():
-            return folder
-    raise FileNotFoundError(f"no params.yaml above {here}: run from inside the sdnet repository")
 
 
 def batches(images: torch.Tensor, labels: torch.Tensor, size: int = 500) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -109,25 +100,17 @@ class Study:
             raise ConfigError(f"unknown run {run!r}; params.yaml `runs:` has {', '.join(self.params.runs)}")
 
     def train_config(self, run: str, dataset: str | None = None, seed: int | None = None) -> TrainConfig:
-        """The TrainConfig of ``run`` on ``dataset`` with ``seed``: the profile's shared values, its
-        data section, the run's overrides (``per_run``), then the run's architecture."""
-        self._check_run(run)
-        train, data, spec = self.params.active.train, self.params.active.data, self.params.runs[run]
-        values = {
-            **train.config, "data_root": str(self.data_root), "verify": data.verify, "limit": data.limit,
-            **train.overrides(run),
-            "model": spec.model, "shortcut": spec.shortcut, "dataset": dataset or self.dataset,
-            "seed": train.seeds_for(run)[0] if seed is None else seed,
-        }
-        return TrainConfig.from_dict(values, f"profiles.{self.name}.train")
+        """The TrainConfig of ``run`` on ``dataset`` with ``seed`` (:meth:`sdnet.config.Params.train_config`)."""
+        return self.params.train_config(run, self.root, dataset, seed)
 
     # -- models ---------------------------------------------------------------------------------
     def model_dir(self, run: str, dataset: str | None = None, seed: int | None = None) -> Path:
-        seed = self.params.active.train.seeds_for(run)[0] if seed is None else seed
-        return self.reports / "models" / run / (dataset or self.dataset) / f"seed{seed}"
+        """The folder ``train@<run>`` trains ``run`` in (:meth:`sdnet.config.Params.run_dir`)."""
+        return self.params.run_dir(run, self.root, dataset, seed)
 
     def checkpoint(self, run: str, dataset: str | None = None, seed: int | None = None) -> Path:
-        return self.model_dir(run, dataset, seed) / "checkpoint.pt"
+        """The finished network of ``run`` (its ``weights.pt``)."""
+        return self.model_dir(run, dataset, seed) / "weights.pt"
 
     def load_model(self, run: str, dataset: str | None = None, seed: int | None = None, device: str | torch.device | None = None):
         """``(model, checkpoint)`` of a trained run, in eval mode on ``device`` (default: CUDA when
@@ -135,7 +118,7 @@ class Study:
         checkpoint whose training did not finish. A run given as a file is that file's network
         (:meth:`load_file`), whatever ``dataset`` and ``seed``."""
         from sdnet.checkpoint import CheckpointError, load_model
-        from sdnet.evaluate import resolve_device
+        from sdnet.device import resolve_device
 
         if self.released(run) is not None:
             return self.load_file(run, device)
@@ -157,7 +140,7 @@ class Study:
         import torch
 
         from sdnet.checkpoint import CheckpointError, load_model
-        from sdnet.evaluate import resolve_device
+        from sdnet.device import resolve_device
         from sdnet.released import AUTHORS_LAM, AUTHORS_STEPS, load_released
 
         path, device = self.released(run), resolve_device(device or "auto")
@@ -307,8 +290,30 @@ def verdicts_moved(earlier, now, label: str) -> str:
     return f"**Against {label}:** the verdict " + ". ".join(parts) + "."
 
 
+def check_checkpoints(params: Params, root: str | Path) -> None:
+    """The active profile's checkpoint files exist (paths relative to ``root``, the repository),
+    and SDNet-18, which chapters 3-5 need, is trained or given. The message says where the
+    authors publish their networks and where to put them. Inactive profiles are not checked:
+    their files need not be on this machine."""
+    from sdnet.paper import released_help
+
+    profile, name = params.active, params.profile
+    dataset = profile.data.datasets[0].removesuffix("-jpeg")  # the JPEG copy is CIFAR-10
+    for run, path in profile.checkpoints.given().items():
+        if not checkpoint_path(root, path).is_file():
+            raise ConfigError(f"profiles.{name}.checkpoints.{run} = {path!r}: no such file. {released_help(dataset, run)}")
+    if "sdnet18" not in profile.train.runs and profile.checkpoints.sdnet18 is None:
+        raise ConfigError(
+            f"profile {name!r} has no SDNet-18: it neither trains it (train.runs) nor is given a checkpoint file "
+            f"(profiles.{name}.checkpoints.sdnet18 is null). {released_help(dataset, 'sdnet18')} For example: "
+            f"dvc exp run -S profile={name} -S profiles.{name}.checkpoints.sdnet18=data/released/{dataset}/sdnet18/model_best.pth.tar")
+
+
 def load_study(profile: str | None = None, root: str | Path | None = None) -> Study:
     """The study of the repository at ``root`` (found upwards from the cwd), at ``profile``
-    (default: params.yaml's ``profile``). Every section of every profile is validated first."""
+    (default: params.yaml's ``profile``). Every section of every profile is validated first, then
+    the active profile's checkpoint files (:func:`check_checkpoints`)."""
     root = repo_root(root)
-    return Study(load_params(root / "params.yaml", profile), root)
+    params = load_all(root / "params.yaml", profile)
+    check_checkpoints(params, root)
+    return Study(params, root)

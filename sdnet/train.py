@@ -4,15 +4,19 @@
     python -m sdnet.train --out runs/sdnet18 --profile paper --run sdnet18 --dataset cifar100
     torchrun --nproc_per_node=8 -m sdnet.train --out runs/in1k --recipe imagenet --data-root /imagenet
 
-The loop reads top to bottom: data -> model -> optimiser -> per epoch {train, evaluate, write
-curves, checkpoint}. What it writes to ``out``:
+The loop reads top to bottom: data -> model -> optimiser -> per epoch {train, write the curve
+and the resume state}. What it writes to ``out``:
 
-- ``checkpoint.pt``  the last completed epoch (atomic; the run resumes from it when restarted)
-- ``history.csv``    one row per epoch (loss, accuracy, learning rate, time, images/s)
-- ``metrics.json``   the final numbers (top-1/top-5, loss, wall time, images/s, parameters)
+- ``resume.pt``      while it trains: the last completed epoch (atomic; a restarted run resumes from it)
+- ``history.csv``    one row per epoch (loss, accuracy, learning rate, time, images/s, precision, machine)
+- ``weights.pt``     when it has finished: the trained network (``sdnet.checkpoint``); resume.pt goes
+- ``training.json``  the run's record (training loss, wall time, images/s, parameters, machines)
+
+Training never looks at the test split: the command line measures the finished network on it
+afterwards (:func:`sdnet.evaluate.test_metrics`), the pipeline in its ``evaluate@<run>`` stage.
 
 The device decides the fast path: the data stays on the device and augmentation is batched there;
-the step runs under bf16 autocast where the hardware has native bf16 (``evaluate.use_bf16``: CUDA,
+the step runs under bf16 autocast where the hardware has native bf16 (``sdnet.device.use_bf16``: CUDA,
 CPUs with AMX or AVX512-BF16), optionally torch.compile'd; tensors are channels_last
 (NHWC) everywhere, which cuDNN and oneDNN (CPUs) both run faster. Under
 ``torchrun`` the same code trains with DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
@@ -29,6 +33,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +43,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdnet import checkpoint
-from sdnet.config import RECIPES, ConfigError, SdnetError, TrainConfig, command_line, recipe
-from sdnet.evaluate import autocast_for, evaluate, resolve_device
+from sdnet.config import RECIPES, ConfigError, SdnetError, TrainConfig, command_line, load_params, recipe, repo_root
+from sdnet.device import autocast_for, device_kind, precision_name, resolve_device, use_bf16
 from sdnet.models import count_parameters, zero_init_residual
-from sdnet.provenance import code_fingerprint, data_fingerprint
-from sdnet.strict_json import json_ready, write_json
+from sdnet.provenance import data_fingerprint, weights_fingerprint
 
 # Parameters that do not change the result: a checkpoint made with other values still resumes.
-_RESUME_NEUTRAL = {"progress", "eval_every", "workers", "device", "compile"}
+# bf16: a resumed run keeps its precision unless told to switch (_precision), and records it;
+# data_root and verify: where the data is, checked by its fingerprint (the repository moves).
+_RESUME_NEUTRAL = {"progress", "workers", "device", "compile", "bf16", "data_root", "verify"}
 
 
 class TrainingDiverged(SdnetError, RuntimeError):
@@ -185,24 +191,24 @@ def _progress(iterable, enabled: bool, **kwargs):
 
 
 def _stale_reasons(saved: dict[str, Any], cfg: TrainConfig, provenance: dict[str, str]) -> list[str]:
-    """Why a checkpoint cannot be resumed by this run: other parameters, code or data."""
+    """Why a saved run (resume state or finished weights) is not this run's: other parameters,
+    code or data."""
     now, before = cfg.to_dict(), saved["config"]
     changed = {k: (before.get(k), v) for k, v in now.items() if k not in _RESUME_NEUTRAL and before.get(k) != v}
     reasons = [f"parameters ({'; '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items())})"] if changed else []
-    for key, what in (("code", "the sdnet code it ran"), ("data", "the data")):
+    for key, what in (("code", "the sdnet code that decides the weights"), ("data", "the data")):
         if saved.get("provenance", {}).get(key) != provenance[key]:
             reasons.append(f"{what} (fingerprint {saved.get('provenance', {}).get(key)} -> {provenance[key]})")
     return reasons
 
 
-# The columns of history.csv, fixed: with eval_every > 1 most rows have no test numbers, and a
-# header taken from the first row would have no column for them (the later rows then fail).
-HISTORY_COLUMNS = ("epoch", "lr", "image_size", "train_loss", "train_top1", "epoch_seconds", "images_per_second", "test_loss", "test_top1", "test_top5")
+# The columns of history.csv: one row per epoch, with the machine and precision it ran in (a run
+# resumed on another machine says so in the rows it trained there).
+HISTORY_COLUMNS = ("epoch", "lr", "image_size", "train_loss", "train_top1", "epoch_seconds", "images_per_second", "precision", "device")
 
 
 def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
-    """All rows so far (a resume rewrites the file from the checkpoint's rows); an epoch without an
-    evaluation leaves its test columns empty."""
+    """All rows so far (a resume rewrites the file from the resume state's rows)."""
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, restval="")
@@ -211,15 +217,58 @@ def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    """Strict JSON (every value here is a finite number, a string or a list of them)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(values, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _precision(cfg: TrainConfig, device: torch.device, resumed: dict[str, Any] | None) -> bool:
+    """Whether this run's steps use bf16. A resumed run keeps the precision it started in when
+    ``bf16`` is ``auto``, also on a machine whose own choice differs (bf16 is emulated, and slow,
+    on a CPU without native bf16); ``bf16: true/false`` switches it (recorded per epoch)."""
+    if resumed is None or cfg.bf16 != "auto":
+        return use_bf16(device, cfg.bf16)
+    kept = resumed["precision"] == "bf16"
+    if kept != use_bf16(device, "auto"):
+        print(f"continuing in {precision_name(kept)}, the precision this run started in (set bf16 to switch)", flush=True)
+    return use_bf16(device, kept) if kept else False
+
+
+def _open_saved(out: Path, cfg: TrainConfig, provenance: dict[str, str], restart_stale: bool) -> tuple[dict | None, dict | None]:
+    """The finished weights and the resume state in ``out`` that belong to this run (None where
+    absent). One made by another run is an error, or with ``restart_stale`` deleted with the rest
+    of the folder."""
+    weights, resume = out / checkpoint.WEIGHTS, out / checkpoint.RESUME
+    try:
+        found = {path: checkpoint.load(path) for path in (weights, resume) if path.exists()}
+        for path, saved in found.items():
+            if reasons := _stale_reasons(saved, cfg, provenance):
+                raise checkpoint.StaleCheckpoint(f"{path} was made by another run: other {' and '.join(reasons)}")
+    except checkpoint.CheckpointError as error:  # stale, unreadable, or from another sdnet version
+        if not restart_stale:
+            raise type(error)(f"{error}. Delete it to start over, or use another output folder.") from None
+        print(f"{error}: training from scratch", flush=True)
+        for stale in out.iterdir():
+            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
+        return None, None
+    return found.get(weights), found.get(resume)
+
+
 def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> dict[str, Any]:
-    """Train ``cfg.model`` on ``cfg.dataset``, writing checkpoint, curves and metrics to ``out``.
+    """Train ``cfg.model`` on ``cfg.dataset``; returns the run's record (``training.json``).
 
-    A checkpoint in ``out`` made by another run (``StaleCheckpoint``: other parameters, code or
-    data) or unreadable is an error, or, with ``restart_stale`` (the pipeline's choice), discarded
-    with a message.
+    Writes to ``out``: ``resume.pt`` after every epoch (atomic; a restarted run resumes from it,
+    and on a CPU of the same kind with the same seed ends bit-identical to an uninterrupted run),
+    ``history.csv`` (one row per epoch), and when the last epoch is done ``weights.pt`` (the
+    finished network) and ``training.json``, after which ``resume.pt`` is removed. The test split
+    is not looked at: what the network scores is measured on ``weights.pt`` afterwards
+    (:func:`sdnet.evaluate.test_metrics`, the pipeline's ``evaluate@<run>`` stage).
 
-    Restarted with the same ``cfg`` and ``out``, it resumes from the last completed epoch; on CPU
-    with the same seed the final result is identical to an uninterrupted run.
+    A run already finished in ``out`` returns its record at once. A file in ``out`` made by
+    another run (other parameters, code or data: ``StaleCheckpoint``) or unreadable is an error,
+    or, with ``restart_stale`` (the pipeline's choice), discarded with a message.
     """
     cfg.validate()
     out = Path(out)
@@ -233,37 +282,35 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
         torch.backends.cudnn.benchmark = True
 
     data = make_loaders(cfg, device, ddp)
-    train_loader, test_loader = data.train, data.test
+    train_loader = data.train
     arch = checkpoint.architecture(cfg.model, data.num_classes, data.stem, lam=cfg.lam, n_steps=cfg.n_steps, shortcut=cfg.shortcut, width=cfg.width)
     model = checkpoint.build_from(arch).to(device, memory_format=memory_format)
     if cfg.zero_init_residual:
         zero_init_residual(model)
     optimizer = torch.optim.SGD(parameter_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
 
-    # What the result depends on besides the parameters: a checkpoint made by other code or on
-    # other data is not this run's, even when the parameters match.
-    provenance = {"code": code_fingerprint("sdnet.train"), "data": data.fingerprint}
-    ckpt_path, start_epoch, history, train_time, images_seen = out / "checkpoint.pt", 0, [], 0.0, 0
-    checkpoint.remove_temporaries(ckpt_path)  # left by a run killed while it was saving
-    try:
-        saved = checkpoint.load(ckpt_path) if ckpt_path.exists() else None
-        if saved is not None and (reasons := _stale_reasons(saved, cfg, provenance)):
-            raise checkpoint.StaleCheckpoint(f"{ckpt_path} was made by another run: other {' and '.join(reasons)}")
-    except checkpoint.CheckpointError as error:  # stale, unreadable, or from another sdnet version
-        if not restart_stale:
-            raise type(error)(f"{error}. Delete it to start over, or use another output folder.") from None
-        print(f"{error}: training from scratch", flush=True)
-        for stale in out.iterdir():
-            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
-        saved = None
+    # What the weights depend on besides the parameters: a run saved by code that trains
+    # differently, or on other data, is not this run's, even when the parameters match.
+    provenance = {"code": weights_fingerprint(), "data": data.fingerprint}
+    resume_path, weights_path = out / checkpoint.RESUME, out / checkpoint.WEIGHTS
+    checkpoint.remove_temporaries(resume_path)  # left by a run killed while it was saving
+    checkpoint.remove_temporaries(weights_path)
+    finished, saved = _open_saved(out, cfg, provenance, restart_stale)
+    if finished is not None:
+        if ddp.main:
+            resume_path.unlink(missing_ok=True)  # a run killed between writing its weights and removing it
+        return finished["training"]
+    start_epoch, history, train_time, images_seen = 0, [], 0.0, 0
     if saved is not None:
         checkpoint.load_weights(model, saved, expected_arch=arch)
         optimizer.load_state_dict(saved["optimizer"])
         start_epoch, history = saved["epoch"], saved["history"]
         train_time, images_seen = saved["train_time"], saved["images_seen"]
         if ddp.main:
-            _write_history(history, out / "history.csv")  # the checkpoint's, whatever a killed run left
+            _write_history(history, out / "history.csv")  # the resume state's, whatever a killed run left
             print(f"resuming {out} from epoch {start_epoch}/{cfg.epochs}", flush=True)
+    bf16 = _precision(cfg, device, saved)
+    precision, ran_on = precision_name(bf16), device_kind(device)
 
     step_model: nn.Module = model
     if ddp.world_size > 1:
@@ -289,7 +336,7 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
                 group["lr"] = learning_rate(cfg, iteration, steps_per_epoch)
             x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             y = y.to(device, non_blocking=True)
-            with autocast_for(device, cfg.bf16):
+            with autocast_for(device, bf16):
                 logits = step_model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -303,42 +350,48 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - tic
         # Cross-entropy starts near ln(classes); far above it (or not finite) the run has diverged,
-        # and a checkpoint of it would only be resumed into more nonsense.
+        # and a resume state of it would only be resumed into more nonsense.
         if not math.isfinite(loss_sum) or loss_sum / n > max(10.0, 10 * math.log(data.num_classes)):
-            kept = f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept in {ckpt_path}" if history else "no checkpoint was written"
+            kept = f"the last good resume state (epoch {history[-1]['epoch']}) is kept in {resume_path}" if history else "nothing was saved"
             raise TrainingDiverged(
-                f"training diverged: the mean training loss was {loss_sum / n:.4g} in epoch {epoch + 1}; {kept} and no metrics "
+                f"training diverged: the mean training loss was {loss_sum / n:.4g} in epoch {epoch + 1}; {kept} and no weights "
                 "were written. Lower the learning rate (or lambda) and run again."
             )
         train_time += seconds
         images_seen += int(n)
 
-        row: dict[str, Any] = dict(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], image_size=size, train_loss=loss_sum / n, train_top1=100 * correct / n, epoch_seconds=seconds, images_per_second=n / seconds)
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            test = evaluate(model, test_loader, device=device, bf16=cfg.bf16, channels_last=cfg.channels_last, distributed=ddp.world_size > 1)
-            row.update({f"test_{k}": v for k, v in test.items() if k != "n"})
+        row: dict[str, Any] = dict(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"], image_size=size, train_loss=loss_sum / n, train_top1=100 * correct / n,
+                                   epoch_seconds=seconds, images_per_second=n / seconds, precision=precision, device=ran_on)
         history.append(row)
         if hasattr(epochs, "set_postfix"):
-            epochs.set_postfix(loss=f"{row['train_loss']:.3f}", test_top1=f"{row.get('test_top1', float('nan')):.2f}")
-        if ddp.main:  # the checkpoint first: history.csv never runs ahead of it
+            epochs.set_postfix(loss=f"{row['train_loss']:.3f}", train_top1=f"{row['train_top1']:.2f}")
+        if ddp.main and epoch + 1 < cfg.epochs:  # the resume state first: history.csv never runs ahead of it
             checkpoint.save_atomic(
                 dict(format=checkpoint.FORMAT, config=cfg.to_dict(), arch=arch, epoch=epoch + 1, model=model.state_dict(),
                      solver=checkpoint.solver_state(model), optimizer=optimizer.state_dict(), history=history,
-                     train_time=train_time, images_seen=images_seen, dataset=data.name, provenance=provenance),
-                ckpt_path,
+                     train_time=train_time, images_seen=images_seen, dataset=data.name, provenance=provenance, precision=precision),
+                resume_path,
             )
             _write_history(history, out / "history.csv")
 
-    final = history[-1]
-    metrics = dict(
-        model=cfg.model, dataset=data.name, epochs=cfg.epochs, seed=cfg.seed, top1=final["test_top1"], top5=final["test_top5"], loss=final["test_loss"],
-        train_loss=final["train_loss"], train_seconds=train_time, images_per_second=images_seen / train_time if train_time else None,
-        parameters=count_parameters(model), device=str(device), threads=torch.get_num_threads(), world_size=ddp.world_size,
-        lam=cfg.lam, n_steps=cfg.n_steps, **provenance,
+    record = dict(
+        model=cfg.model, dataset=data.name, epochs=cfg.epochs, seed=cfg.seed, train_loss=history[-1]["train_loss"], train_top1=history[-1]["train_top1"],
+        train_seconds=train_time, images_per_second=images_seen / train_time if train_time else None,
+        parameters=count_parameters(model), world_size=ddp.world_size, threads=torch.get_num_threads(), lam=cfg.lam, n_steps=cfg.n_steps,
+        precisions=sorted({r["precision"] for r in history}), devices=sorted({r["device"] for r in history}), **provenance,
     )
-    if ddp.main:
-        write_json(out / "metrics.json", metrics)
-    return metrics
+    if ddp.main:  # weights, record and curves, then the resume state goes: a kill in between loses nothing
+        checkpoint.save_atomic(
+            dict(format=checkpoint.FORMAT, config=cfg.to_dict(), arch=arch, epoch=cfg.epochs, model=model.state_dict(),
+                 solver=checkpoint.solver_state(model), dataset=data.name, provenance=provenance, training=record),
+            weights_path,
+        )
+        _write_history(history, out / "history.csv")
+        _write_json(out / "training.json", record)
+        resume_path.unlink(missing_ok=True)
+    if ddp.world_size > 1:
+        dist.barrier()  # the other ranks return once the weights are on disk (the command line then scores them)
+    return record
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +407,7 @@ def _parse_value(text: str) -> Any:
 
 def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path]:
     p = argparse.ArgumentParser(description="Train a ResNet/SDNet (defaults: the paper's CIFAR recipe).")
-    p.add_argument("--out", required=True, type=Path, help="output folder (checkpoint, history.csv, metrics.json)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (weights.pt, history.csv, training.json; resume.pt while it trains)")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a named recipe")
     p.add_argument("--profile", help="start from a run of this profile of params.yaml, as its train@<run> stage does (with --run)")
     p.add_argument("--run", help="the run (params.yaml `runs:`) to take from --profile")
@@ -367,27 +420,36 @@ def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path]:
     if profile is not None:
         if recipe_name:
             raise ConfigError("--recipe and --profile are two starting points: give one")
-        from sdnet.study import load_study
-
         # The stage's own values (the run's architecture, the profile's data and training values),
         # for the first dataset and seed unless --dataset/--seed say otherwise; then the flags.
-        base = load_study(profile).train_config(run, args.get("dataset"), args.get("seed"))
+        root = repo_root()
+        base = load_params(root / "params.yaml", profile).train_config(run, root, args.get("dataset"), args.get("seed"))
         return TrainConfig.from_dict({**base.to_dict(), **args}), out
     cfg = recipe(recipe_name, **args) if recipe_name else TrainConfig.from_dict(args)
     return cfg, out
 
 
 @command_line
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, test: Callable[[TrainConfig, Path], dict[str, Any]] | None = None) -> None:
+    """Train, then print the run's record and, with ``test``, what the trained network scores on
+    the test split (``test(cfg, out)``, measured on ``out/weights.pt``)."""
     cfg, out = config_from_args(argv)
     try:
-        metrics = train(cfg, out)
+        record = train(cfg, out)
+        if test is not None:
+            record = {**record, **{f"test_{k}": v for k, v in test(cfg, out).items()}}
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     if int(os.environ.get("RANK", 0)) == 0:
-        print(json.dumps(json_ready(metrics), indent=2))
+        print(json.dumps(record, indent=2, allow_nan=False))
 
 
 if __name__ == "__main__":
-    main()
+    # The command line also reports test accuracy. This import runs only here, not when the trainer
+    # is imported: the pipeline measures trained networks in a stage of its own (evaluate@<run>), so
+    # that a change to the evaluation code re-evaluates them without retraining them
+    # (sdnet.provenance.weights_code).
+    from sdnet.evaluate import test_metrics
+
+    main(test=test_metrics)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdnet.config import ConfigError, TrainConfig, parse_params
+from sdnet.chapter_config import parse_all as parse_params
+from sdnet.config import ConfigError, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

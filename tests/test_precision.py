@@ -1,4 +1,4 @@
-"""The precision rule (sdnet.evaluate.use_bf16): bf16 autocast where the hardware multiplies bf16
+"""The precision rule (sdnet.device.use_bf16): bf16 autocast where the hardware multiplies bf16
 natively, float32 elsewhere; and bf16 training on a CPU that tracks float32 and stays exact."""
 
 import csv
@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 
-from sdnet import evaluate
+from sdnet import device as device_module
 from sdnet.config import ConfigError
-from sdnet.evaluate import use_bf16
+from sdnet.device import use_bf16
 from sdnet.train import train
 from test_train import tiny
 
@@ -17,18 +17,18 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
 def test_auto_means_bf16_on_cuda_and_on_cpus_with_native_bf16(monkeypatch):
-    monkeypatch.setattr(evaluate, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
     assert use_bf16(CPU, "auto") and use_bf16(CUDA, "auto")
-    monkeypatch.setattr(evaluate, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
     assert not use_bf16(CPU, "auto") and use_bf16(CUDA, "auto")
     assert not use_bf16(CPU, False) and not use_bf16(CUDA, False)
 
 
 def test_forcing_bf16_on_a_cpu_without_it_works_and_says_it_is_slow(monkeypatch):
-    monkeypatch.setattr(evaluate, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="slower than float32"):
         assert use_bf16(CPU, True)
-    monkeypatch.setattr(evaluate, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert use_bf16(CPU, True)
@@ -42,7 +42,7 @@ def test_other_settings_are_refused(bad):
 
 def test_the_cpu_probe_is_pytorchs():
     found = torch.cpu.get_capabilities()
-    assert evaluate.cpu_has_native_bf16() == bool(found.get("amx_bf16") or found.get("avx512_bf16"))
+    assert device_module.cpu_has_native_bf16() == bool(found.get("amx_bf16") or found.get("avx512_bf16"))
 
 
 def _losses(out) -> list[float]:

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from sdnet.config import ConfigError, load_params, parse_params
+from sdnet.config import ConfigError, parse_params
 from sdnet.paper import RELEASED_LINKS
 from sdnet.study import load_study
 from test_pipeline import ROOT, dvc_finishes, skip_local_state
@@ -52,7 +52,7 @@ def released_file(path: Path, name: str = "cifar10/sdnet18", width: int = 8) -> 
 def test_without_sdnet18_the_released_profile_says_where_the_authors_publish_it(tmp_path):
     root = repository(tmp_path)
     with pytest.raises(ConfigError) as error:
-        load_params(root / "params.yaml")
+        load_study(root=root)
     message = str(error.value)
     assert "profiles.released.checkpoints.sdnet18 is null" in message
     assert RELEASED_LINKS[("cifar10", "sdnet18")] in message and "data/released/cifar10/sdnet18/model_best.pth.tar" in message
@@ -63,7 +63,7 @@ def test_a_missing_file_names_the_key_and_where_to_get_it(tmp_path):
     root = repository(tmp_path, sdnet18="data/released/cifar10/sdnet18/model_best.pth.tar", resnet18="nowhere/resnet18.pt")
     released_file(root / "data/released/cifar10/sdnet18/model_best.pth.tar")
     with pytest.raises(ConfigError) as error:
-        load_params(root / "params.yaml")
+        load_study(root=root)
     message = str(error.value)
     assert message.startswith("profiles.released.checkpoints.resnet18 = 'nowhere/resnet18.pt': no such file.")
     assert "Pre-trained Models" in message or "pre-trained-models" in message
@@ -72,16 +72,15 @@ def test_a_missing_file_names_the_key_and_where_to_get_it(tmp_path):
 def test_null_optional_runs_are_fine_and_paths_are_relative_to_the_repository(tmp_path):
     root = repository(tmp_path, sdnet18="data/released/cifar10/sdnet18/model_best.pth.tar")
     released_file(root / "data/released/cifar10/sdnet18/model_best.pth.tar")
-    params = load_params(root / "params.yaml")
-    assert params.active.checkpoints.given() == {"sdnet18": "data/released/cifar10/sdnet18/model_best.pth.tar"}
     study = load_study(root=root)
+    assert study.params.active.checkpoints.given() == {"sdnet18": "data/released/cifar10/sdnet18/model_best.pth.tar"}
     assert study.available("sdnet18") and not study.trained("sdnet18")
     assert not study.available("resnet18") and not study.available("sdnet18_all_noshortcut")
 
 
 def test_only_the_active_profile_needs_its_files(tmp_path):
     root = repository(tmp_path, profile="quick", sdnet18="not/here.pth.tar")
-    assert load_params(root / "params.yaml").profile == "quick"
+    assert load_study(root=root).name == "quick"
 
 
 @pytest.mark.parametrize("value,message", [

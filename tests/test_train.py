@@ -13,6 +13,7 @@ import torch
 
 from sdnet import checkpoint
 from sdnet.config import ConfigError, TrainConfig, recipe
+from sdnet.device import use_bf16
 from sdnet.train import TrainingDiverged, config_from_args, image_size, learning_rate, parameter_groups, train
 
 
@@ -80,36 +81,59 @@ def test_zero_init_residual_starts_blocks_with_a_shortcut_as_the_identity():
                 assert bool((block.bn2.weight != 0).all())
 
 
-def test_train_writes_metrics_curves_and_a_loadable_checkpoint(tmp_path):
-    metrics = train(tiny(), tmp_path)
-    assert set(metrics) >= {"top1", "top5", "loss", "train_seconds", "images_per_second", "parameters"}
-    assert json.loads((tmp_path / "metrics.json").read_text())["top1"] == metrics["top1"]
-    assert (tmp_path / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
-    model, ckpt = checkpoint.load_model(tmp_path / "checkpoint.pt")
-    assert ckpt["epoch"] == 2 and model.conv1.power_vector is not None
+def test_train_writes_its_record_curves_and_the_finished_weights_alone(tmp_path):
+    record = train(tiny(), tmp_path)
+    assert set(record) >= {"train_loss", "train_seconds", "images_per_second", "parameters", "precisions", "devices", "code", "data"}
+    assert "top1" not in record  # training never looks at the test split
+    assert json.loads((tmp_path / "training.json").read_text()) == record
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    here = "bf16" if use_bf16(torch.device("cpu")) else "float32"  # bf16: auto
+    assert [r["epoch"] for r in rows] == ["1", "2"] and {r["precision"] for r in rows} == set(record["precisions"]) == {here}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "training.json", "weights.pt"]  # resume.pt is gone
+    model, ckpt = checkpoint.load_model(tmp_path / "weights.pt")
+    assert ckpt["epoch"] == 2 and model.conv1.power_vector is not None and "optimizer" not in ckpt
+    assert all(t.dtype == torch.float32 for t in ckpt["model"].values() if t.is_floating_point())
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path):
+    record = train(tiny(epochs=1), tmp_path)
+    weights = (tmp_path / "weights.pt").read_bytes()
+    assert train(tiny(epochs=1, progress=True), tmp_path) == record  # a resume-neutral change
+    assert (tmp_path / "weights.pt").read_bytes() == weights
+
+
+def _same_weights(a, b) -> None:
+    wa, wb = checkpoint.load(a / "weights.pt")["model"], checkpoint.load(b / "weights.pt")["model"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, bf16):
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, bf16):
     cfg = tiny(epochs=3, bf16=bf16)
     full = train(cfg, tmp_path / "full")
     _killed_after_epoch(cfg, tmp_path / "resumed", epoch=1)
-    assert checkpoint.load(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
+    assert checkpoint.load(tmp_path / "resumed" / "resume.pt")["epoch"] == 1
+    assert not (tmp_path / "resumed" / "weights.pt").exists()
     resumed = train(cfg, tmp_path / "resumed")
-    for key in ("top1", "top5", "loss", "train_loss"):
-        assert resumed[key] == full[key], key
+    assert resumed["train_loss"] == full["train_loss"]
+    _same_weights(tmp_path / "full", tmp_path / "resumed")
 
 
-def test_eval_every_leaves_empty_test_columns_and_a_resume_keeps_the_header(tmp_path):
-    cfg = tiny(epochs=3, eval_every=2)  # evaluates after epochs 2 and 3 (the last), not after 1
-    _killed_after_epoch(cfg, tmp_path, epoch=1)  # killed once epoch 1 (no evaluation) is checkpointed
-    metrics = train(cfg, tmp_path)  # resumes from it
-    header = (tmp_path / "history.csv").read_text().splitlines()[0]
-    assert header.split(",")[-3:] == ["test_loss", "test_top1", "test_top5"]
-    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
-    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
-    assert [r["test_top1"] != "" for r in rows] == [False, True, True]
-    assert float(rows[-1]["test_top1"]) == metrics["top1"]
+def test_a_resumed_run_keeps_its_precision_unless_told_to_switch(tmp_path, monkeypatch, capsys):
+    """A run started in bf16 on a CPU with native bf16 and resumed on one without (bf16: auto
+    there means float32) continues in bf16, and its rows say so; bf16: false switches it."""
+    import sdnet.train as engine
+
+    monkeypatch.setattr(engine, "use_bf16", lambda device, bf16="auto": bf16 is True)  # "auto": this CPU has no native bf16
+    started = tiny(epochs=3, bf16=True)
+    _killed_after_epoch(started, tmp_path / "kept", epoch=1)
+    train(tiny(epochs=3), tmp_path / "kept")  # bf16: auto
+    assert "continuing in bf16" in capsys.readouterr().out
+    assert [r["precision"] for r in csv.DictReader((tmp_path / "kept" / "history.csv").open())] == ["bf16"] * 3
+    _killed_after_epoch(started, tmp_path / "switched", epoch=1)
+    record = train(tiny(epochs=3, bf16=False), tmp_path / "switched")
+    assert [r["precision"] for r in csv.DictReader((tmp_path / "switched" / "history.csv").open())] == ["bf16", "float32", "float32"]
+    assert record["precisions"] == ["bf16", "float32"]
 
 
 def test_progressive_resizing_grows_the_images_and_resumes_exactly(tmp_path):
@@ -119,7 +143,8 @@ def test_progressive_resizing_grows_the_images_and_resumes_exactly(tmp_path):
     full = train(cfg, tmp_path / "full")
     assert [r["image_size"] for r in csv.DictReader((tmp_path / "full" / "history.csv").open())] == ["16", "24", "32"]
     _killed_after_epoch(cfg, tmp_path / "resumed", epoch=1)
-    assert train(cfg, tmp_path / "resumed")["top1"] == full["top1"]
+    assert train(cfg, tmp_path / "resumed")["train_loss"] == full["train_loss"]
+    _same_weights(tmp_path / "full", tmp_path / "resumed")
     with pytest.raises(ConfigError, match="ramp_epochs"):
         TrainConfig(epochs=10, start_size=16)
 
@@ -149,7 +174,7 @@ def test_checkpoint_of_other_parameters_or_architecture_is_refused(tmp_path):
     train(tiny(epochs=1), tmp_path)
     with pytest.raises(checkpoint.CheckpointError, match="other parameters"):
         train(tiny(epochs=1, model="resnet18"), tmp_path)
-    ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
+    ckpt = checkpoint.load(tmp_path / "weights.pt")
     other = checkpoint.build_from({**ckpt["arch"], "model": "resnet18"})
     with pytest.raises(checkpoint.CheckpointError, match="another architecture"):
         checkpoint.load_weights(other, ckpt, expected_arch={**ckpt["arch"], "model": "resnet18"})
@@ -158,15 +183,14 @@ def test_checkpoint_of_other_parameters_or_architecture_is_refused(tmp_path):
         checkpoint.load(tmp_path / "broken.pt")
 
 
-def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
-    train(tiny(epochs=1), tmp_path)
-    good = (tmp_path / "checkpoint.pt").read_bytes()
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_resume_state(tmp_path):
     with pytest.raises(TrainingDiverged, match="diverged"):
         train(tiny(epochs=1, lr=1e12, model="resnet18"), tmp_path / "nan")
-    with pytest.raises(TrainingDiverged, match=r"last good checkpoint \(epoch 1\)"):
+    assert not (tmp_path / "nan" / "weights.pt").exists()
+    with pytest.raises(TrainingDiverged, match=r"last good resume state \(epoch 1\)"):
         _diverge_after_one_epoch(tmp_path / "two")
-    assert checkpoint.load(tmp_path / "two" / "checkpoint.pt")["epoch"] == 1
-    assert (tmp_path / "checkpoint.pt").read_bytes() == good
+    assert checkpoint.load(tmp_path / "two" / "resume.pt")["epoch"] == 1
+    assert not (tmp_path / "two" / "weights.pt").exists()
 
 
 def _diverge_after_one_epoch(out) -> None:
@@ -207,5 +231,6 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
            "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--progress", "false"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["world_size"] == 2 and 0 <= metrics["top1"] <= 100
+    assert json.loads((tmp_path / "training.json").read_text())["world_size"] == 2
+    printed = json.loads(result.stdout[result.stdout.index("{"):])  # the record and the test accuracy, scored by both ranks
+    assert printed["world_size"] == 2 and 0 <= printed["test_top1"] <= 100

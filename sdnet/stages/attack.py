@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sdnet.stages import SDNET, compared, released_runs, stage_command
+from sdnet.stages.common import SDNET, compared, released_runs, stage_command
 from sdnet.strict_json import write_json
 from sdnet.study import Study, batches
 

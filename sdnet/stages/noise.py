@@ -18,7 +18,7 @@ the runs loaded from files). Chapter 3 reads them.
 from __future__ import annotations
 
 
-from sdnet.stages import BASELINE, SDNET, compared, released_runs, stage_command
+from sdnet.stages.common import BASELINE, SDNET, compared, released_runs, stage_command
 from sdnet.strict_json import write_json
 from sdnet.study import Study, batches
 

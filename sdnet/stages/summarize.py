@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sdnet.stages import stage_command
+from sdnet.stages.common import stage_command
 from sdnet.study import Study
 
 # (chapter, title, tables in the order shown); every chapter also has its verdict.md.

@@ -2,51 +2,39 @@
 
     python -m sdnet.stages.train sdnet18 [--profile quick]
 
-Writes ``reports/<profile>/models/<run>/<dataset>/seed<k>/`` (checkpoint, history.csv,
-metrics.json), ``reports/<profile>/train/<run>.json`` (per dataset: the metrics of every seed and
-their mean and standard deviation) and ``reports/<profile>/curves/<run>.csv``. A run the profile
-does not train is recorded as such (``"trained": false``) and its models folder emptied; a run
-given as a checkpoint file (the profile's ``checkpoints``, e.g. the authors' released networks)
-is recorded as released, not trained (``"released"``: the file, its size and SHA-256, also written
-to ``models/<run>/released.json`` so that the stages reading the models rerun when the file
-changes), in seconds.
+Writes, for every dataset and seed, ``reports/<profile>/models/<run>/<dataset>/seed<k>/`` (what
+:func:`sdnet.train.train` writes: the trained network ``weights.pt``, ``history.csv``,
+``training.json``, and while the network trains its resume state ``resume.pt``), and
+``reports/<profile>/curves/<run>.csv``, every seed's training curve. The models folder is a
+git-tracked output (dvc.yaml: ``cache: false``), so a committed study ships its networks, and a
+network still training when work stops is committed as its resume state and continues from it on
+the next machine (``persist: true``: DVC leaves the folder in place when the stage reruns). A
+network already trained by today's weight-deciding code returns at once, so a rerun caused by
+this file alone costs seconds; one made by other code, parameters or data is trained again.
 
-The models folder persists between runs of the stage (dvc.yaml ``persist: true``), so a run
-interrupted in the middle resumes from its last checkpoint; a checkpoint made with other
-parameters, code or data is discarded and the run trained from scratch (``sdnet.train.train``
-decides). Folders of datasets or seeds the profile no longer has are removed.
+This stage imports only the code that decides the weights (:func:`sdnet.provenance.weights_code`,
+read from params.yaml by :mod:`sdnet.config`): a change to the evaluation, the chapters or the
+paper's numbers does not retrain anything. What the networks score is the ``evaluate@<run>``
+stage's (:mod:`sdnet.stages.evaluate`).
+
+A run the profile does not train has its models folder emptied; a run given as a checkpoint file
+(the profile's ``checkpoints``, e.g. the authors' released networks) is recorded in
+``models/<run>/released.json`` (the file, its size and SHA-256), so that the stages reading the
+models rerun when the file changes. Folders of datasets or seeds the profile no longer has are
+removed.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
+import json
 import shutil
-import statistics
 from pathlib import Path
 from typing import Any
 
-from sdnet.stages import stage_command
-from sdnet.strict_json import write_json
-from sdnet.study import Study
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def _write_csv(rows: list[dict[str, Any]], path: Path, header: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else header)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def spread(values: list[float]) -> dict[str, float | None]:
-    """Mean and sample standard deviation (None for a single value) of a list of numbers."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
+from sdnet.config import ConfigError, Params, checkpoint_path, command_line, load_params, repo_root
 
 
 def _prune(folder: Path, keep: set[Path]) -> None:
@@ -73,39 +61,49 @@ def released_file(path: Path) -> dict[str, Any]:
     return {"file": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def run_training(study: Study, run: str) -> dict[str, Any]:
-    """Train ``run`` on every dataset and seed of ``study``; returns the summary it writes."""
+def run_training(params: Params, root: Path, run: str) -> list[Path]:
+    """Train ``run`` on every dataset and seed of the active profile; returns the run folders."""
     from sdnet.train import train
 
-    trained = study.trained(run)
-    seeds, datasets = study.train.seeds_for(run), study.data.datasets
-    summary: dict[str, Any] = {"run": run, "profile": study.name, "trained": trained, "seeds": seeds, "datasets": {}}
-    curves: list[dict[str, Any]] = []
-    folders = {study.model_dir(run, d, s) for d in datasets for s in seeds} if trained else set()
-    models = study.reports / "models" / run
+    if run not in params.runs:
+        raise ConfigError(f"unknown run {run!r}; params.yaml `runs:` has {', '.join(params.runs)}")
+    profile = params.active
+    models = root / "reports" / params.profile / "models" / run
     models.mkdir(parents=True, exist_ok=True)
-    given = study.released(run)
-    if given is not None:  # released, not trained: nothing to compute
-        summary["released"] = released_file(given)
-        folders = {models / "released.json"}
-        write_json(models / "released.json", summary["released"])
-    _prune(models, folders)
-    for dataset in datasets if trained else []:
-        per_seed = {}
-        for seed in seeds:
-            out = study.model_dir(run, dataset, seed)
-            per_seed[seed] = train(study.train_config(run, dataset, seed), out, restart_stale=True)
-            curves += [{"dataset": dataset, "seed": seed, **row} for row in _read_csv(out / "history.csv")]
-        summary["datasets"][dataset] = {
-            "seeds": per_seed,
-            **{f"{key}_{stat}": value for key in ("top1", "top5") for stat, value in spread([m[key] for m in per_seed.values()]).items()},
-        }
-    write_json(study.reports / "train" / f"{run}.json", summary)
-    _write_csv(curves, study.reports / "curves" / f"{run}.csv", header=["dataset", "seed", "epoch"])
-    return summary
+    folders = [params.run_dir(run, root, d, s) for d in profile.data.datasets for s in profile.train.seeds_for(run)] if run in profile.train.runs else []
+    keep = set(folders)
+    given = profile.checkpoints.given().get(run)
+    if given is not None:  # released, not trained: record which file it is
+        path = checkpoint_path(root, given)
+        if not path.is_file():
+            raise ConfigError(f"profiles.{params.profile}.checkpoints.{run} = {given!r}: no such file "
+                              "(`python -m sdnet.released --help` says where the authors publish their networks)")
+        (models / "released.json").write_text(json.dumps(released_file(path), indent=2) + "\n")
+        keep.add(models / "released.json")
+    _prune(models, keep)
+    curves: list[dict[str, Any]] = []
+    for out in folders:
+        dataset, seed = out.parent.name, int(out.name.removeprefix("seed"))
+        train(params.train_config(run, root, dataset, seed), out, restart_stale=True)
+        with (out / "history.csv").open() as f:
+            curves += [{"dataset": dataset, "seed": seed, **row} for row in csv.DictReader(f)]
+    path = root / "reports" / params.profile / "curves" / f"{run}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(curves[0]) if curves else ["dataset", "seed", "epoch"])
+        writer.writeheader()
+        writer.writerows(curves)
+    return folders
 
 
-main = stage_command("Stage train@<run>: train a run on every dataset and seed of the active profile.", run_training, per_run=True)
+@command_line
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Stage train@<run>: train a run on every dataset and seed of the active profile.")
+    p.add_argument("run")
+    p.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
+    args = p.parse_args(argv)
+    root = repo_root()
+    run_training(load_params(root / "params.yaml", args.profile), root, args.run)
 
 
 if __name__ == "__main__":
