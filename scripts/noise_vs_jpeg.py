@@ -134,13 +134,13 @@ def main() -> None:
             train_main([  # the cpu profile's recipe (params.yaml), on these images
                 "--out", str(run), "--profile", "cpu", "--run", model_name, "--dataset", "cifar10", "--data-root", str(root),
                 "--verify", "false", "--epochs", str(args.epochs), "--warmup-epochs", str(args.epochs // 5),
-                "--seed", str(args.seed), "--eval-every", str(args.epochs), "--progress", "false",
+                "--seed", str(args.seed), "--progress", "false",
             ])
             kept = args.out / "runs" / run.name
             kept.mkdir(parents=True, exist_ok=True)
-            for name in ("history.csv", "metrics.json"):
+            for name in ("history.csv", "training.json"):
                 shutil.copy(run / name, kept / name)
-            model = load_model(run / "checkpoint.pt")[0]
+            model = load_model(run / "weights.pt")[0]
             lambdas = args.lambdas if model_name != "resnet18" else [0.1]
             for (tested_on, noise, severity), data in conditions.items():
                 for row in lambda_sweep(model, data, lambdas):

@@ -15,16 +15,20 @@
 #   stage                          limit  estimate on one H100 (README, "Training on a remote GPU")
 #   tests                             60  ~40 s: tests/test_cuda.py (bf16, channels_last, compile)
 #   bench                             60  ~45 s: python -m sdnet.bench --device cuda
-#   train@resnet18                   115  ~70 s: 30 epochs, 5.3 PFLOP at 100 TFLOP/s, + 15 s start
-#   train@sdnet18                    125  ~70 s: the same FLOPs (the CSC stem is 0.6% of them)
+#   train@resnet18                   110  ~70 s: 30 epochs, 5.3 PFLOP at 100 TFLOP/s, + 15 s start
+#   evaluate@resnet18                 15  ~10 s: the 10000 test images once, in float32
+#   train@sdnet18                    120  ~70 s: the same FLOPs (the CSC stem is 0.6% of them)
+#   evaluate@sdnet18                  15  ~10 s
 #   sweep_noise                       90  ~60 s: 483 passes over the 10000 test images, 5.4 PFLOP
 #
-# and decodes the JPEG copy in the background meanwhile. `second` reuses the checkpoints `first`
+# and decodes the JPEG copy in the background meanwhile. `second` reuses the networks `first`
 # left in reports/fast/models/ (the box must still be the same one) and runs
 #
 #   attack                            80  ~50 s: 500 images, 5 radii, 3 attacks, 1.3 PFLOP in float32
-#   train@sdnet18_all                 75  ~60 s: 6 epochs, 3.2 PFLOP at 70 TFLOP/s
-#   train@sdnet18_all_noshortcut      75  ~60 s: the same
+#   train@sdnet18_all                 65  ~55 s: 6 epochs, 3.2 PFLOP at 70 TFLOP/s
+#   evaluate@sdnet18_all              10  ~5 s
+#   train@sdnet18_all_noshortcut      65  ~55 s: the same
+#   evaluate@sdnet18_all_noshortcut   10  ~5 s
 #
 # (the attacks need torchattacks, pure Python: put its wheel in wheels/, e.g. `pip download
 # --no-deps torchattacks==3.5.1 -d wheels`, and send that folder along too).
@@ -33,7 +37,7 @@
 # the outputs of every stage finished so far (dvc.yaml's outs, `python -m sdnet.pipeline outs`),
 # the benchmark JSON, the params.yaml they ran with and every stage's log under
 # logs/remote-gpu/<part>/ (`finished` lists the stages that finished). So a command killed at its
-# limit still returns what it finished. No checkpoints (45 MB each at width 64): the tar stays far
+# limit still returns what it finished. No weights (45 MB each at width 64): the tar stays far
 # below 16 MB. Back home (README): `tar xf results-first.tar; tar xf results-second.tar;
 # dvc commit -f $(cat logs/remote-gpu/*/finished)`, then `dvc repro` of the chapters (which also
 # records, in seconds, the train@ stages of the runs the box did not train as not trained).
@@ -67,7 +71,7 @@ params() {
     $(for s in ${REMOTE_SET:-}; do echo "--set=$s"; done) > /dev/null
 }
 
-# Put a finished stage's outputs (no checkpoints) and params.yaml into the pack; then, after any
+# Put a finished stage's outputs (no weights) and params.yaml into the pack; then, after any
 # stage, rewrite the tar from the pack and the logs.
 keep() {
   local path
@@ -132,8 +136,8 @@ print((re.findall(r'[A-Z]\d{2,3}', n) or [re.sub(r'\W+', '-', n)])[0].lower())" 
       && keep "reports/benchmarks/$name.json"
     pack
     wait $decoding || note "decoding the data failed: $(tail -n 3 "$logs/data.log")"
-    stage_run train@resnet18 115
-    stage_run train@sdnet18 125
+    stage_run train@resnet18 110 && stage_run evaluate@resnet18 15
+    stage_run train@sdnet18 120 && stage_run evaluate@sdnet18 15
     stage_run sweep_noise 90
     ;;
   second)
@@ -144,8 +148,9 @@ print((re.findall(r'[A-Z]\d{2,3}', n) or [re.sub(r'\W+', '-', n)])[0].lower())" 
     stage_run attack 80
     # Each -All network joins `runs` when it trains: if one is cut, params.yaml in the tar still
     # says what was trained.
-    params resnet18,sdnet18,sdnet18_all && stage_run train@sdnet18_all 75
-    params resnet18,sdnet18,sdnet18_all,sdnet18_all_noshortcut && stage_run train@sdnet18_all_noshortcut 75
+    params resnet18,sdnet18,sdnet18_all && stage_run train@sdnet18_all 65 && stage_run evaluate@sdnet18_all 10
+    params resnet18,sdnet18,sdnet18_all,sdnet18_all_noshortcut && stage_run train@sdnet18_all_noshortcut 65 \
+      && stage_run evaluate@sdnet18_all_noshortcut 10
     ;;
   *) echo "unknown part $part: first or second"; exit 2 ;;
 esac

@@ -9,8 +9,10 @@
 
 Everything lives under ``reports/<profile>/``:
 
-    models/<run>/<dataset>/seed<k>/   checkpoint.pt, history.csv, metrics.json (stage train@<run>)
-    train/<run>.json                  the run's metrics per dataset and seed  (stage train@<run>)
+    models/<run>/<dataset>/seed<k>/   weights.pt, history.csv, training.json  (stage train@<run>;
+                                      resume.pt while a network trains)
+    train/<run>.json                  test accuracy and training record per dataset and seed
+                                                                              (stage evaluate@<run>)
     curves/<run>.csv                  its training curves                     (stage train@<run>)
     results/<name>/                   what a computing stage produced         (sweep_noise, attack)
     tables/<chapter>/, figures/<chapter>/, notebooks/, metrics/, RESULTS.md   (the chapters)

@@ -133,3 +133,24 @@ def test_the_autoattack_lambda_is_the_most_robust_under_the_worst_case():
             (SDNET, "L2", 0.5, WORST, 1.4, 9.0), (SDNET, "Linf", 2 / 255, WORST, 1.4, 9.0)]
     table = pd.DataFrame(rows, columns=["model", "norm", "eps", "attack", "lam", "white_box"])
     assert best_lambda(table, "Linf", 8 / 255) == 0.4  # the worst case (not PGD alone), the smallest of a tie, this radius only
+
+
+def test_a_trained_network_is_scored_on_its_test_split_in_float32(tmp_path):
+    """sdnet.evaluate.test_metrics (the evaluate@<run> stage and the training command line): the
+    finished weights on the whole test split, as a direct float32 computation gives them."""
+    from sdnet.checkpoint import load_model
+    from sdnet.config import TrainConfig
+    from sdnet.data import load_dataset
+    from sdnet.evaluate import test_metrics
+    from sdnet.train import train as train_run
+
+    cfg = TrainConfig(model="sdnet18", dataset="synthetic", limit=200, width=8, epochs=1, batch_size=50, device="cpu", progress=False, bf16=True)
+    train_run(cfg, tmp_path)
+    scored = test_metrics(cfg, tmp_path)
+    model, _ = load_model(tmp_path / "weights.pt")
+    _, test = load_dataset("synthetic", limit=200)
+    with torch.no_grad():
+        logits = model(test.images.float() / 255)
+    assert set(scored) == {"top1", "top5", "loss"}
+    assert scored["top1"] == pytest.approx(100 * (logits.argmax(1) == test.labels).float().mean().item())
+    assert scored["loss"] == pytest.approx(F.cross_entropy(logits, test.labels).item(), rel=1e-4)

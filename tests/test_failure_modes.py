@@ -1,9 +1,11 @@
 """What a user can get wrong, and what can go wrong, tried through the documented entry points:
 same inputs give the same result, kills and restarts, stale checkpoints, divergence, bad files."""
 
+import csv
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,8 +24,8 @@ from sdnet.train import TrainingDiverged, train
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
-# What must be identical between two runs of the same command (times are not).
-RESULT = ("top1", "top5", "loss", "train_loss", "code", "data")
+# What must be identical between two runs of the same command (times are not), besides the weights.
+RESULT = ("train_loss", "train_top1", "code", "data")
 TINY = ["--model", "sdnet18", "--dataset", "synthetic", "--limit", "512", "--width", "8", "--epochs", "3",
         "--batch-size", "64", "--lr", "0.05", "--device", "cpu", "--progress", "false"]
 
@@ -38,8 +40,17 @@ def run_cli(args, **kwargs) -> subprocess.CompletedProcess:
 
 
 def history_without_times(folder: Path) -> list[dict]:
-    rows = checkpoint.load(folder / "checkpoint.pt")["history"]
-    return [{k: v for k, v in row.items() if k not in ("epoch_seconds", "images_per_second")} for row in rows]
+    with open(folder / "history.csv") as f:
+        return [{k: v for k, v in row.items() if k not in ("epoch_seconds", "images_per_second")} for row in csv.DictReader(f)]
+
+
+def same_run(a: Path, b: Path) -> None:
+    """Two run folders hold the same result: record (times aside), curves and weights, bit for bit."""
+    ra, rb = (json.loads((d / "training.json").read_text()) for d in (a, b))
+    assert {k: ra[k] for k in RESULT} == {k: rb[k] for k in RESULT}
+    assert history_without_times(a) == history_without_times(b)
+    wa, wb = (checkpoint.load(d / "weights.pt")["model"] for d in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,14 +69,13 @@ def test_the_same_command_gives_bit_identical_results_even_under_load(tmp_path):
     finally:
         burn.kill()
     assert loaded.returncode == 0, loaded.stderr[-2000:]
-    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
-    assert {k: a[k] for k in RESULT} == {k: b[k] for k in RESULT}
-    assert history_without_times(tmp_path / "a") == history_without_times(tmp_path / "b")
+    same_run(tmp_path / "a", tmp_path / "b")
+    assert json.loads(quiet.stdout)["test_top1"] == json.loads(loaded.stdout)["test_top1"]  # the command line scores it too
 
 
 def _kill_when(tmp_path: Path, out: Path, ready, slow_save: bool) -> None:
     """Start the tiny training in a subprocess and SIGKILL it as soon as ``ready()`` is true.
-    ``slow_save`` makes every checkpoint write pause half-way, so a kill can land inside it."""
+    ``slow_save`` makes every resume-state write pause half-way, so a kill can land inside it."""
     patch = (
         "import time, torch, sdnet.checkpoint as c\n"
         "save = torch.save\n"
@@ -85,7 +95,7 @@ def _kill_when(tmp_path: Path, out: Path, ready, slow_save: bool) -> None:
     process.wait()
 
 
-@pytest.mark.parametrize("when", ["after the first epoch", "while a checkpoint is being written"])
+@pytest.mark.parametrize("when", ["after the first epoch", "while the resume state is being written"])
 def test_a_killed_run_restarts_to_the_identical_result(tmp_path, when):
     reference = tmp_path / "reference"
     assert run_cli(["sdnet.train", "--out", str(reference), *TINY]).returncode == 0
@@ -93,23 +103,21 @@ def test_a_killed_run_restarts_to_the_identical_result(tmp_path, when):
     if when == "after the first epoch":
         _kill_when(tmp_path, out, lambda: (out / "history.csv").exists(), slow_save=False)
     else:
-        _kill_when(tmp_path, out, lambda: any(out.glob(".checkpoint.pt.*.tmp")), slow_save=True)
-        assert any(out.glob(".checkpoint.pt.*.tmp"))  # the kill did land inside the write
-    if (out / "checkpoint.pt").exists():  # history.csv never runs ahead of the checkpoint
-        saved = checkpoint.load(out / "checkpoint.pt")["epoch"]
+        _kill_when(tmp_path, out, lambda: any(out.glob(".resume.pt.*.tmp")), slow_save=True)
+        assert any(out.glob(".resume.pt.*.tmp"))  # the kill did land inside the write
+    if (out / "resume.pt").exists():  # history.csv never runs ahead of the resume state
+        saved = checkpoint.load(out / "resume.pt")["epoch"]
         assert (out / "history.csv").read_text().count("\n") - 1 <= saved
     restarted = run_cli(["sdnet.train", "--out", str(out), *TINY])
     assert restarted.returncode == 0, restarted.stderr[-2000:]
-    a, b = (json.loads((d / "metrics.json").read_text()) for d in (reference, out))
-    assert {k: a[k] for k in RESULT} == {k: b[k] for k in RESULT}
-    assert history_without_times(reference) == history_without_times(out)
-    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    same_run(reference, out)
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp")) and not (out / "resume.pt").exists()
     assert (out / "history.csv").read_text().count("\n") == 1 + 3
 
 
 def test_a_finished_stage_rerun_by_dvc_resumes_instead_of_retraining(tmp_path):
-    """An interrupted or repeated `dvc repro` reruns `python -m sdnet.stages.train`: it must pick
-    up the checkpoints of the same run and retrain those of another."""
+    """An interrupted or repeated `dvc repro` reruns `python -m sdnet.stages.train`: it must keep
+    the finished networks of the same run (in seconds, their files untouched) and retrain those of another."""
     (tmp_path / "sdnet").symlink_to(ROOT / "sdnet")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     quick = params["profiles"]["quick"]
@@ -119,12 +127,64 @@ def test_a_finished_stage_rerun_by_dvc_resumes_instead_of_retraining(tmp_path):
     command = [sys.executable, "-m", "sdnet.stages.train", "resnet18"]
     first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
+    weights = next((tmp_path / "reports").rglob("weights.pt"))
+    before = weights.read_bytes()
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert "resuming" in again.stdout and "from epoch 1/1" in again.stdout
+    assert again.returncode == 0 and "training from scratch" not in again.stdout and "resuming" not in again.stdout
+    assert weights.read_bytes() == before
     quick["train"]["lr"] = 0.02
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     changed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert "made by another run: other parameters (lr: 0.05 -> 0.02)" in changed.stdout and "training from scratch" in changed.stdout
+
+
+def test_an_unfinished_network_committed_and_cloned_resumes_to_the_same_weights(tmp_path):
+    """Work that stops mid-training: the network's resume state is committed with the study, a
+    fresh clone (the next machine) continues it from there, and the finished network is the one an
+    uninterrupted run makes, bit for bit (same CPU kind)."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    for name in ("sdnet", "params.yaml", "dvc.yaml", ".gitignore"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, origin / name)
+    params = yaml.safe_load((origin / "params.yaml").read_text())
+    quick = params["profiles"]["quick"]
+    quick["data"]["limit"] = 512
+    quick["train"].update(runs=["sdnet18"], width=8, epochs=6, per_run={}, batch_size=64, progress=False)
+    (origin / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    git = lambda folder, *args: subprocess.run(["git", *args], cwd=folder, env=env, check=True, capture_output=True, text=True).stdout  # noqa: E731
+    git(origin, "init", "-q")
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "the study, nothing trained")
+    stage = [sys.executable, "-m", "sdnet.stages.train", "sdnet18"]
+    folder = Path("reports/quick/models/sdnet18/synthetic/seed0")
+
+    # 1. Interrupted after an epoch or more, and the folder committed as it is.
+    process = subprocess.Popen(stage, cwd=origin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (origin / folder / "resume.pt").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (origin / folder / "resume.pt").exists() and not (origin / folder / "weights.pt").exists()
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "sdnet18 unfinished")
+    assert f"{folder}/resume.pt" in git(origin, "ls-files").split()  # .gitignore admits the resume state
+
+    # 2. A fresh clone continues it where it stopped.
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    resumed = subprocess.run(stage, cwd=clone, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stdout and "/6" in resumed.stdout and "training from scratch" not in resumed.stdout
+    assert not (clone / folder / "resume.pt").exists() and (clone / folder / "weights.pt").exists()
+
+    # 3. The same network as an uninterrupted run of the first commit.
+    reference = tmp_path / "reference"
+    git(tmp_path, "clone", "-q", str(origin), str(reference))
+    git(reference, "checkout", "-q", "HEAD~1")
+    assert subprocess.run(stage, cwd=reference, capture_output=True, text=True, timeout=300).returncode == 0
+    same_run(reference / folder, clone / folder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,12 +196,12 @@ def test_a_code_change_retrains_instead_of_resuming(tmp_path, monkeypatch):
     train(tiny(epochs=1), tmp_path)
     import sdnet.train as engine
 
-    monkeypatch.setattr(engine, "code_fingerprint", lambda module: "another-version")
-    with pytest.raises(checkpoint.StaleCheckpoint, match="other the sdnet code it ran"):
+    monkeypatch.setattr(engine, "weights_fingerprint", lambda: "another-version")
+    with pytest.raises(checkpoint.StaleCheckpoint, match="other the sdnet code that decides the weights"):
         train(tiny(epochs=1), tmp_path)
-    metrics = train(tiny(epochs=1), tmp_path, restart_stale=True)  # what the pipeline does
-    assert metrics["code"] == "another-version"
-    assert checkpoint.load(tmp_path / "checkpoint.pt")["provenance"]["code"] == "another-version"
+    record = train(tiny(epochs=1), tmp_path, restart_stale=True)  # what the pipeline does
+    assert record["code"] == "another-version"
+    assert checkpoint.load(tmp_path / "weights.pt")["provenance"]["code"] == "another-version"
 
 
 def test_other_data_is_another_run(tmp_path):
@@ -162,7 +222,7 @@ def test_malicious_and_damaged_checkpoints_are_refused_without_running_anything(
         checkpoint.load(tmp_path / "evil.pt")
     assert not marker.exists()
     train(tiny(epochs=1), tmp_path / "run")
-    data = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    data = (tmp_path / "run" / "weights.pt").read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     result = run_cli(["sdnet.evaluate", "--checkpoint", str(tmp_path / "truncated.pt")])
     assert result.returncode == 2 and "cannot read checkpoint" in result.stderr and "Traceback" not in result.stderr
@@ -174,7 +234,7 @@ def test_malicious_and_damaged_checkpoints_are_refused_without_running_anything(
 
 def test_evaluate_refuses_a_dataset_with_other_classes_and_reports_the_epoch(tmp_path):
     train(tiny(epochs=2), tmp_path)
-    ckpt = checkpoint.load(tmp_path / "checkpoint.pt")
+    ckpt = checkpoint.load(tmp_path / "weights.pt")
     five = checkpoint.build_from({**ckpt["arch"], "num_classes": 5})
     torch.save({**ckpt, "arch": {**ckpt["arch"], "num_classes": 5}, "model": five.state_dict()}, tmp_path / "five.pt")
     result = run_cli(["sdnet.evaluate", "--checkpoint", str(tmp_path / "five.pt")])
@@ -202,9 +262,9 @@ def test_a_huge_finite_loss_is_a_divergence_and_writes_no_metrics(tmp_path, monk
         return loss + 1e13 * loss.detach()
 
     monkeypatch.setattr(engine.F, "cross_entropy", huge)
-    with pytest.raises(TrainingDiverged, match="mean training loss was .*e\\+13 in epoch 1; no checkpoint was written and no metrics"):
+    with pytest.raises(TrainingDiverged, match="mean training loss was .*e\\+13 in epoch 1; nothing was saved and no weights"):
         train(tiny(epochs=1), tmp_path)
-    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "checkpoint.pt").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name in ("training.json", "weights.pt", "resume.pt")]
 
 
 def test_metrics_are_strict_json():

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from sdnet.pipeline import load_stages, stage_code
+from sdnet.provenance import weights_code
 
 pytestmark = pytest.mark.e2e
 
@@ -102,16 +103,32 @@ def test_the_pipeline_runs_on_a_bare_box_then_dvc_finishes_it(tmp_path):
     status = subprocess.run([*dvc, "status", "dvc.yaml"], cwd=work, env=env, capture_output=True, text=True)
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
 
-    # 4. Touching a module makes exactly the stages that import it (directly or not) out of date.
+    # 4. Touching a module or a notebook makes exactly the stages that import it (directly or not)
+    #    out of date, and only the code that decides the weights retrains a network: the
+    #    evaluation, the paper's numbers, the released-file loader, the study, the chapters'
+    #    modules and the notebooks rerun evaluate@ and the chapters, never train@.
     stages = load_stages(work)
-    for module in ["sdnet/adaptive.py", "sdnet/attacks.py", "sdnet/analysis.py", "sdnet/paper.py", "sdnet/train.py", "sdnet/viz.py"]:
-        original = (work / module).read_text()
-        (work / module).write_text(original + "\n# touched\n")
+    trains = {s.name for s in stages if s.name.startswith("train@")}
+    sources = sorted(p.relative_to(work).as_posix() for p in [*(work / "sdnet").rglob("*.py"), *(work / "notebooks").glob("*.ipynb")]
+                     if "__pycache__" not in p.parts)
+    retrains = set()
+    for source in sources:
+        original = (work / source).read_bytes()
+        (work / source).write_bytes(original + (b"\n# touched\n" if source.endswith(".py") else b"\n"))
         status = subprocess.run([*dvc, "status", "dvc.yaml", "--json"], cwd=work, env=env, capture_output=True, text=True)
-        (work / module).write_text(original)
+        (work / source).write_bytes(original)
         stale = set(json.loads(status.stdout))
-        expected = {s.name for s in stages if module in stage_code(work, s)}
-        assert expected and stale == expected, (module, stale, expected)
+        expected = {s.name for s in stages if source in stage_code(work, s) or source in s.deps}
+        assert stale == expected, (source, stale, expected)
+        if stale & trains:
+            assert stale >= trains, source  # a module that decides the weights decides them for every run
+            retrains.add(source)
+    assert retrains == weights_code(work) | {"sdnet/stages/__init__.py", "sdnet/stages/train.py"}
+    for source in ["sdnet/paper.py", "sdnet/released.py", "sdnet/study.py", "sdnet/evaluate.py", "sdnet/strict_json.py",
+                   "sdnet/chapter_config.py", "sdnet/robustness.py", "sdnet/attacks.py", "sdnet/adaptive.py", "sdnet/analysis.py",
+                   "sdnet/viz.py", "sdnet/stages/evaluate.py", "notebooks/02_classification.ipynb"]:
+        assert source in sources and source not in retrains, source
+    assert {"sdnet/csc.py", "sdnet/models.py", "sdnet/train.py"} <= retrains
 
 
 # The GPU box's two commands (scripts/remote_gpu.sh, README "Training on a remote GPU"), exactly as
@@ -121,8 +138,8 @@ REMOTE = {
     "REMOTE_DEVICE": "cpu", "REMOTE_SET": " ".join([*TINY, "profiles.fast.data.limit=200"]), "REMOTE_BENCH": "--quick",
     "REMOTE_TESTS": "tests/test_cuda.py::test_channels_last_gives_the_same_results",
 }
-FIRST = ["tests", "bench", "train@resnet18", "train@sdnet18", "sweep_noise"]
-SECOND = ["attack", "train@sdnet18_all", "train@sdnet18_all_noshortcut"]
+FIRST = ["tests", "bench", "train@resnet18", "evaluate@resnet18", "train@sdnet18", "evaluate@sdnet18", "sweep_noise"]
+SECOND = ["attack", "train@sdnet18_all", "evaluate@sdnet18_all", "train@sdnet18_all_noshortcut"]
 # A CPU is slower than the GPU the stages' limits were sized for: 5 minutes each here.
 REMOTE.update({f"REMOTE_LIMIT_{name.replace('@', '_')}": "300" for name in FIRST + SECOND})
 
@@ -163,14 +180,14 @@ def test_the_gpu_commands_return_small_results_that_dvc_finishes_at_home(tmp_pat
         assert results.stat().st_size < 16 * 2**20
         names = tarfile.open(results).getnames()
         assert set(expected) <= set(names), set(expected) - set(names)
-        assert not [n for n in names if n.endswith(".pt")]  # no checkpoints: the chapters at home do not read them
+        assert not [n for n in names if n.endswith(".pt")]  # no weights (45 MB at width 64): the chapters at home do not read them
     assert f"{reports}/train/sdnet18_all_noshortcut.json" not in tarfile.open(out / "results-second.tar").getnames()
 
     # 3. At home: unpack both, record what the box ran, and let DVC run the chapters on it.
     for part in ("first", "second"):
         subprocess.run(["tar", "xf", str(out / f"results-{part}.tar")], cwd=home, check=True)
     finished = " ".join((home / "logs" / "remote-gpu" / part / "finished").read_text() for part in ("first", "second")).split()
-    assert set(finished) == set(FIRST[2:]) | {"attack", "train@sdnet18_all"}
+    assert set(finished) == set(FIRST[2:]) | {"attack", "train@sdnet18_all", "evaluate@sdnet18_all"}
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=home, env=env, check=True)
     commit = subprocess.run([*dvc, "commit", "-f", *finished], cwd=home, env=env, capture_output=True, text=True)
@@ -180,7 +197,8 @@ def test_the_gpu_commands_return_small_results_that_dvc_finishes_at_home(tmp_pat
     assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
     ran = {line.split("'")[1] for line in repro.stdout.splitlines() if line.startswith("Running stage")}
     not_trained = {"train@resnet34", "train@sdnet34", "train@sdnet34_all", "train@sdnet18_all_noshortcut"}
-    assert ran == set(chapters) | not_trained, ran  # nothing trained or computed again at home
+    recorded = {stage.replace("train@", "evaluate@") for stage in not_trained}
+    assert ran == set(chapters) | not_trained | recorded, ran  # nothing trained or computed again at home
     for stage in not_trained:
         assert json.loads((home / "reports" / "fast" / "train" / f"{stage.split('@')[1]}.json").read_text())["trained"] is False
     table_d1 = (home / "reports" / "fast" / "tables" / "02_classification" / "table_d1.md").read_text()

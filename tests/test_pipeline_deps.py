@@ -65,9 +65,37 @@ def test_notebook_imports_count(tmp_path):
 def test_the_runner_runs_the_computing_stages_in_order(capsys):
     ran = run(ROOT, profile="fast", dry_run=True)
     names = [s.name for s in ran]
-    assert names == [s.name for s in STAGES if s.name.startswith("train@")] + ["sweep_noise", "attack"]
+    assert names == [s.name for s in STAGES if s.name.startswith(("train@", "evaluate@"))] + ["sweep_noise", "attack"]
     out = capsys.readouterr().out
     assert "--profile fast" in out and "left for `dvc repro`" in out and "tabulate_noise" in out and "summarize" in out
     assert [s.name for s in run(ROOT, only=["train"], dry_run=True)] == [s.name for s in STAGES if s.name.startswith("train@")]
     with pytest.raises(SystemExit, match="no stage"):
         run(ROOT, only=["trian"], dry_run=True)
+
+
+def test_training_depends_only_on_the_code_that_decides_the_weights():
+    """train@<run> reruns (and its networks retrain) for a change to the layer, the models, the data
+    readers, the trainer or the training parameters' schema; not for the evaluation, the paper's
+    numbers, the released-file loader, the study object or anything a chapter imports."""
+    from sdnet.provenance import weights_code
+
+    code = weights_code(ROOT)
+    assert {"sdnet/csc.py", "sdnet/models.py", "sdnet/train.py", "sdnet/config.py", "sdnet/data/loader.py", "sdnet/checkpoint.py"} <= code
+    for module in ["paper", "released", "study", "evaluate", "strict_json", "chapter_config", "robustness", "attacks", "adaptive", "analysis", "viz"]:
+        assert f"sdnet/{module}.py" not in code, module
+    for stage in STAGES:
+        if stage.name.startswith("train@"):
+            assert stage_code(ROOT, stage) == code | {"sdnet/stages/__init__.py", "sdnet/stages/train.py"}
+
+
+def test_a_main_block_counts_only_for_the_command_it_is(tmp_path):
+    pkg = tmp_path / "sdnet"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tool.py").write_text("import sdnet.core\n\nif __name__ == '__main__':\n    from sdnet import extra\n")
+    (pkg / "stage.py").write_text("from sdnet import tool\n")
+    for name in ("core", "extra"):
+        (pkg / f"{name}.py").write_text("")
+    assert code_dependencies(tmp_path, modules=["sdnet.tool"]) == {"sdnet/__init__.py", "sdnet/tool.py", "sdnet/core.py", "sdnet/extra.py"}
+    assert code_dependencies(tmp_path, modules=["sdnet.stage"]) == {"sdnet/__init__.py", "sdnet/stage.py", "sdnet/tool.py", "sdnet/core.py"}
+    assert code_dependencies(tmp_path, imported=["sdnet.tool"]) == {"sdnet/__init__.py", "sdnet/tool.py", "sdnet/core.py"}

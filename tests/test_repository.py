@@ -1,0 +1,60 @@
+"""What the repository holds: its binary files follow one rule (README, "Layout"), and .gitignore
+admits exactly those."""
+
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MB = 1_000_000
+# A committed profile's trained networks: finished ones (weights.pt, float32 weights for a forward)
+# and unfinished ones (resume.pt: the weights and their SGD momentum, twice the size).
+LIMITS = {"weights.pt": 5 * MB, "resume.pt": 6 * MB}
+
+
+def is_network(path: str) -> bool:
+    """reports/<profile>/models/<run>/<dataset>/seed<k>/{weights,resume}.pt"""
+    parts = PurePosixPath(path).parts
+    return len(parts) == 7 and parts[0] == "reports" and parts[2] == "models" and parts[5].startswith("seed") and parts[6] in LIMITS
+
+
+def tracked() -> list[str]:
+    try:
+        return subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")[:-1]
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+
+
+def test_the_only_binary_files_are_shipped_networks_and_figures():
+    for path in tracked():
+        file = ROOT / path
+        if not file.is_file():
+            continue
+        with file.open("rb") as f:
+            binary = b"\0" in f.read(8192)
+        if not binary:
+            continue
+        if path.endswith(".png"):
+            assert path.startswith("reports/") and "/figures/" in path, f"{path}: a figure outside a study's figures/"
+            continue
+        assert is_network(path), f"{path} is a binary file the repository does not hold (README, 'Layout')"
+        limit = LIMITS[PurePosixPath(path).name]
+        assert file.stat().st_size < limit, f"{path}: {file.stat().st_size / MB:.1f} MB, over {limit / MB:.0f} MB"
+
+
+@pytest.mark.parametrize("path,admitted", [
+    ("reports/cpu/models/sdnet18/cifar10-jpeg/seed0/weights.pt", True),
+    ("reports/quick/models/resnet18/synthetic/seed2/resume.pt", True),
+    ("reports/cpu/models/sdnet18/cifar10-jpeg/seed0/checkpoint.pt", False),
+    ("reports/cpu/models/sdnet18/cifar10-jpeg/seed0/.resume.pt.abc.tmp", False),
+    ("runs/sdnet18/weights.pt", False),
+    ("data/cifar10-jpeg.tar.xz", False),
+    ("data/cifar10-jpeg.cache.npz", False),
+    ("data/released/cifar10/sdnet18/model_best.pth.tar", False),
+    ("reports/cpu/figures/03_noise_robustness/tradeoff.png", True),
+])
+def test_gitignore_admits_exactly_the_shipped_networks(path, admitted):
+    tracked()  # skips outside a git checkout
+    ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT).returncode == 0
+    assert ignored != admitted, path
