@@ -150,9 +150,10 @@ def declared_code(root: str | Path, stage: Stage) -> set[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def set_params(root: str | Path, assignments: list[str]) -> None:
+def set_params(root: str | Path, assignments: list[str], validate: bool = True) -> None:
     """Apply ``key.path=value`` assignments to params.yaml (values read as YAML), as
-    ``dvc exp run -S`` does, after checking that the result is valid. Comments are not kept."""
+    ``dvc exp run -S`` does, after checking that the result is valid (``validate``: false for
+    values an older study recorded, which today's schema may no longer take). Comments are not kept."""
     from sdnet.chapter_config import parse_all
     from sdnet.config import ConfigError
 
@@ -168,7 +169,8 @@ def set_params(root: str | Path, assignments: list[str]) -> None:
                 raise ConfigError(f"--set {assignment}: params.yaml has no section {part!r} on the way to {key!r}")
             node = node[part]
         node[key.split(".")[-1]] = yaml.safe_load(value)
-    parse_all(params, source=f"{path} with {' '.join(assignments)}")
+    if validate:
+        parse_all(params, source=f"{path} with {' '.join(assignments)}")
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

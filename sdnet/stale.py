@@ -66,7 +66,8 @@ def dvc_status(root: Path, profile: str, results_md: str | None = None) -> dict[
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "repo"
         shutil.copytree(root, work, ignore=lambda folder, names: {n for n in names if n in _LOCAL or (Path(folder) == root and n == "data")})
-        set_params(work, [f"{key}={json.dumps(value)}" for key, value in recorded.items()])  # JSON is YAML
+        # The values the study ran with (JSON is YAML), as recorded: today's schema may refuse some of them.
+        set_params(work, [f"{key}={json.dumps(value)}" for key, value in recorded.items()], validate=False)
         shutil.copy(lock_path(root, profile), work / "dvc.lock")
         if results_md is not None:
             (work / "reports" / profile / "RESULTS.md").write_text(results_md)
