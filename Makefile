@@ -34,7 +34,7 @@ repro: $(STAMP)
 	@$(PY) -m sdnet.pipeline repro
 
 # The test suite, in four steps:
-#   unit       the package's unit tests (7 minutes on 2 cores with AVX-512, 15 with AVX2 only);
+#   unit       the package's unit tests (73 s on the 2 cores of an AMD EPYC with AVX512-BF16);
 #   e2e        end to end, through the documented commands: failure modes (kills, restarts, bad
 #              data and parameters), the remote-GPU workflow and the pipeline on real CIFAR pixels
 #              (../shared/data, skipped when absent);

@@ -113,10 +113,13 @@ stage() {
   return 1
 }
 
-# stage_run NAME LIMIT: the dvc.yaml stage NAME through the runner, then its outputs into the pack.
+# stage_run NAME LIMIT: the dvc.yaml stage NAME through the runner, then its outputs into the pack;
+# fails when the stage did (so `stage_run train@x ... && stage_run evaluate@x ...` scores only what trained).
 stage_run() {
-  stage "$1" "$2" python -m sdnet.pipeline run --profile fast "$1" && keep $(python -m sdnet.pipeline outs --profile fast "$1")
+  local code=0
+  stage "$1" "$2" python -m sdnet.pipeline run --profile fast "$1" && keep $(python -m sdnet.pipeline outs --profile fast "$1") || code=1
   pack
+  return $code
 }
 
 note "remote_gpu.sh $part on $device, data $dataset"
