@@ -148,7 +148,7 @@ class Study:
         path, device = self.released(run), resolve_device(device or "auto")
         if path is None:
             raise ConfigError(f"run {run!r} is not given as a file at profile {self.name!r} (profiles.{self.name}.checkpoints.{run})")
-        if self._is_ours(path):
+        if self.is_ours(path):
             model, ckpt = load_model(path, device)
             if ckpt["epoch"] != ckpt["config"]["epochs"]:
                 raise CheckpointError(f"{path} stopped at epoch {ckpt['epoch']} of {ckpt['config']['epochs']}: give a finished run")
@@ -167,7 +167,7 @@ class Study:
         return model.to(memory_format=torch.channels_last), ckpt
 
     @staticmethod
-    def _is_ours(path: Path) -> bool:
+    def is_ours(path: Path) -> bool:
         """Whether ``path`` is a checkpoint this project wrote (a dict with its ``format``)."""
         import torch
 
@@ -182,7 +182,7 @@ class Study:
         from sdnet.checkpoint import load
 
         given = self.released(run)
-        if given is not None and not self._is_ours(given):
+        if given is not None and not self.is_ours(given):
             from sdnet.released import AUTHORS_LAM
 
             return AUTHORS_LAM

@@ -197,3 +197,38 @@ def test_the_released_profile_runs_end_to_end_on_released_files(tmp_path):
     assert not (reports / "figures" / "05_visualization" / "layer_reconstructions.png").exists()
     assert (reports / "RESULTS.md").is_file()
 
+
+
+# ---------------------------------------------------------------------------------------------
+# A committed study's networks, on the official CIFAR-10 files (README, "What the repository holds")
+# ---------------------------------------------------------------------------------------------
+
+MINI = ROOT.parent / "shared" / "data" / "cifar-mini"
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not MINI.is_dir(), reason="needs the exact-pixel CIFAR mini set (../shared/data/cifar-mini)")
+def test_a_committed_studys_networks_run_chapters_3_to_5_on_the_official_files(tmp_path):
+    """The README's command for a reader with the official CIFAR-10 files: the released profile
+    given the shipped weights.pt of a committed study (here the quick one's; the cpu study's are
+    named the same way) runs the noise, attack and visualisation chapters on them, with
+    ResNet-18 as the baseline, and says they are this project's networks, not the authors'."""
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT, work, ignore=skip_local_state)
+    shutil.copytree(ROOT / "reports" / "quick" / "models", work / "reports" / "quick" / "models")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(work)}
+    shipped = {run: f"reports/quick/models/{run}/synthetic/seed0/weights.pt" for run in ("sdnet18", "resnet18", "sdnet18_all_noshortcut")}
+    official = ["profiles.released.data.datasets=[cifar10]", f"profiles.released.data.root={MINI}", "profiles.released.data.verify=false"]
+    settings = [s for s in TINY if ".data.datasets=" not in s] + official + [f"profiles.released.checkpoints.{run}={file}" for run, file in shipped.items()]
+    runner = [sys.executable, "-m", "sdnet.pipeline", "run", "--profile", "released", *(f"--set={s}" for s in settings)]
+    result = subprocess.run(runner, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    reports = work / "reports" / "released"
+    for stage in ("noise", "attacks"):
+        about = json.loads((reports / "results" / stage / "about.json").read_text())
+        assert about["baseline"] == "resnet18" and set(about["released"]) == {"resnet18", "sdnet18"}, about
+    assert "resnet18" in (reports / "results" / "noise" / "sweep.csv").read_text()
+    dvc_finishes(work, env, result.stdout)
+    verdict = (reports / "tables" / "03_noise_robustness" / "verdict.md").read_text()
+    assert "authors' released SDNet-18" not in verdict  # these are this project's networks
+    assert (reports / "figures" / "05_visualization" / "layer_reconstructions.png").exists()
