@@ -17,7 +17,7 @@ read from params.yaml by :mod:`sdnet.config`): a change to the evaluation, the c
 paper's numbers does not retrain anything. What the networks score is the ``evaluate@<run>``
 stage's (:mod:`sdnet.stages.evaluate`).
 
-A run the profile does not train has its models folder emptied; a run given as a checkpoint file
+A run the profile does not train has its models folder emptied but for ``not-trained.json``; a run given as a checkpoint file
 (the profile's ``checkpoints``, e.g. the authors' released networks) is recorded in
 ``models/<run>/released.json`` (the file, its size and SHA-256), so that the stages reading the
 models rerun when the file changes. Folders of datasets or seeds the profile no longer has are
@@ -80,6 +80,9 @@ def run_training(params: Params, root: Path, run: str) -> list[Path]:
                               "(`python -m sdnet.released --help` says where the authors publish their networks)")
         (models / "released.json").write_text(json.dumps(released_file(path), indent=2) + "\n")
         keep.add(models / "released.json")
+    elif not folders:  # said in a file: git keeps no empty folder, and a fresh clone must find this output as DVC recorded it
+        (models / "not-trained.json").write_text(json.dumps({"run": run, "profile": params.profile, "trained": False}) + "\n")
+        keep.add(models / "not-trained.json")
     _prune(models, keep)
     curves: list[dict[str, Any]] = []
     for out in folders:
