@@ -6,8 +6,9 @@ hashes of every stage's code, parameters and outputs. In a copy of the repositor
 file in place, DVC must find the chapters' outputs (notebooks, tables, figures, metrics and
 RESULTS.md under reports/cpu/) to be the ones it recorded. Their code must be today's, unless
 RESULTS.md and README.md both open with the notice that `python -m sdnet.stale cpu --write` makes,
-naming exactly the stages whose code or parameters changed since. (The trained models are
-DVC-cached, not committed: the stages that read them are checked through their outputs.)
+naming exactly the stages whose code or parameters changed since. (The scratch copy leaves out
+the trained networks under reports/cpu/models/: the stages that read them are checked through
+their outputs.)
 A change to a module the study runs fails this test until the study is rerun or the change declared.
 """
 
