@@ -12,7 +12,7 @@
 # time limit (seconds; REMOTE_LIMIT_<stage> overrides one, @ and - written as _), so that a stage
 # that overruns is cut and the next one still gets its share:
 #
-#   stage                          limit  estimate on one H100 (README, "Training on a remote GPU")
+#   stage                          limit  estimate on one H100 (docs/gpu.md, "Where the time estimates come from")
 #   tests                             60  ~40 s: tests/test_cuda.py (bf16, channels_last, compile)
 #   bench                             60  ~45 s: python -m sdnet.bench --device cuda
 #   train@resnet18                   110  ~70 s: 30 epochs, 5.3 PFLOP at 100 TFLOP/s, + 15 s start
@@ -38,7 +38,7 @@
 # the benchmark JSON, the params.yaml they ran with and every stage's log under
 # logs/remote-gpu/<part>/ (`finished` lists the stages that finished). So a command killed at its
 # limit still returns what it finished. No weights (45 MB each at width 64): the tar stays far
-# below 16 MB. Back home (README): `tar xf results-first.tar; tar xf results-second.tar;
+# below 16 MB. Back home (docs/gpu.md): `tar xf results-first.tar; tar xf results-second.tar;
 # dvc commit -f $(cat logs/remote-gpu/*/finished)`, then `dvc repro` of the chapters (which also
 # records, in seconds, the train@ stages of the runs the box did not train as not trained).
 #

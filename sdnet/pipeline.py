@@ -17,7 +17,7 @@ dvc.yaml, and ``deps`` prints it (``--write`` puts it into dvc.yaml).
 *Runner.* On a bare GPU box (no DVC, no Jupyter) :func:`run` executes the stages whose command is
 a ``python -m sdnet...`` command, in dvc.yaml's order, with exactly the commands and outputs of
 ``dvc repro``. Back on a machine with DVC, ``dvc commit`` records those outputs and ``dvc repro``
-runs what is left: the chapters' notebooks (README, "Training on a remote GPU").
+runs what is left: the chapters' notebooks (docs/gpu.md, "On a machine lent for minutes, without DVC").
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@
 A committed study (``reports/<profile>/`` with the ``dvc.lock`` of its run) takes hours to rerun,
 and a change to the code it ran (a faster CSC layer, say) makes its numbers those of older code.
 Such a change may land before the rerun, but not silently: the first lines of the study's
-RESULTS.md and of README.md then say which stages would change, which commit made them, and that
-a rerun is pending. ``tests/test_reports.py`` accepts exactly that declared state: the notice must
-name exactly the stages whose code or parameters changed, and the outputs, notice aside, must be
-those the lock file recorded. The rerun removes the notice (``--write`` with nothing stale).
+RESULTS.md then say which stages would change and through which files, which commit made them,
+and that a rerun is pending; README.md, a landing page, says the same in one line that links
+there. ``tests/test_reports.py`` accepts exactly that declared state: the notice must name exactly
+the stages whose code or parameters changed, and the outputs, notice aside, must be those the
+lock file recorded. The rerun removes both notices (``--write`` with nothing stale).
 
 Which stages are stale is what DVC says of a copy of the repository with the study's lock file
 and parameters in place: a stage whose ``deps`` (the sdnet modules it imports, its notebook, its
@@ -117,6 +118,21 @@ def notice(profile: str, stages: dict[str, list[str]], commit: str | None) -> st
     )
 
 
+def summary_notice(profile: str, stages: dict[str, list[str]], commit: str | None) -> str:
+    """README's one-line form of :func:`notice`: how many stages, and where the full notice is."""
+    if not stages:
+        return ""
+    start, end = _markers(profile)
+    by = f"commit `{commit}`" if commit else "an earlier commit"
+    return (
+        f"{start}\n"
+        f"> **The `{profile}` results below were made by older code** ({by}): {len(stages)} of their stages would change "
+        f"under today's code or parameters (which, and why: [reports/{profile}/RESULTS.md](reports/{profile}/RESULTS.md)); "
+        f"their rerun is pending.\n"
+        f"{end}\n"
+    )
+
+
 def find_marked(text: str, start: str, end: str) -> re.Match | None:
     """The first block of ``text`` from the line ``start`` to the line ``end`` (its newline included)."""
     return re.search(re.escape(start) + r".*?" + re.escape(end) + r"\n", text, flags=re.S)
@@ -166,10 +182,10 @@ def write(root: Path, profile: str) -> dict[str, list[str]]:
     results = root / "reports" / profile / "RESULTS.md"
     clean = strip_notice(results.read_text(), profile)
     stages = stale_stages(dvc_status(root, profile, results_md=clean))
-    block = notice(profile, stages, made_by(root, profile))
-    results.write_text(with_notice(clean, profile, block, after_title=False))
+    commit = made_by(root, profile)
+    results.write_text(with_notice(clean, profile, notice(profile, stages, commit), after_title=False))
     readme = root / "README.md"
-    readme.write_text(with_notice(readme.read_text(), profile, block, after_title=True))
+    readme.write_text(with_notice(readme.read_text(), profile, summary_notice(profile, stages, commit), after_title=True))
     return stages
 
 

@@ -1,4 +1,4 @@
-"""The whole pipeline, end to end, as the README's remote-GPU workflow runs it, dry-run on a CPU.
+"""The whole pipeline, end to end, as the remote-GPU workflow of docs/gpu.md runs it, dry-run on a CPU.
 
 The repository is copied to a temporary folder. The `fast` profile (the one-GPU study) is run
 with tiny sizes set from the command line: first `python -m sdnet.pipeline run` (no DVC, no
@@ -131,9 +131,10 @@ def test_the_pipeline_runs_on_a_bare_box_then_dvc_finishes_it(tmp_path):
     assert {"sdnet/csc.py", "sdnet/models.py", "sdnet/train.py"} <= retrains
 
 
-# The GPU box's two commands (scripts/remote_gpu.sh, README "Training on a remote GPU"), exactly as
-# a lease runs them, on the CPU with the tiny sizes above: the script applies REMOTE_SET after its
-# own settings, so TINY's data and sizes win.
+# The GPU box's two commands (scripts/remote_gpu.sh;
+# docs/gpu.md, "On a machine lent for minutes, without DVC"), exactly as a lease runs them, on the
+# CPU with the tiny sizes above: the script applies REMOTE_SET after its own settings, so TINY's
+# data and sizes win.
 REMOTE = {
     "REMOTE_DEVICE": "cpu", "REMOTE_SET": " ".join([*TINY, "profiles.fast.data.limit=200"]), "REMOTE_BENCH": "--quick",
     "REMOTE_TESTS": "tests/test_cuda.py::test_channels_last_gives_the_same_results",

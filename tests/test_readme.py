@@ -1,4 +1,5 @@
-"""Every Python snippet of the README runs as printed: a user pastes them, so they are code.
+"""Every Python snippet of the README and of the pages in docs/ runs as printed: a user pastes
+them, so they are code.
 
 Each runs in a fresh interpreter, as a user's would: an import that only works after another
 module happened to import something first (the lazy ``sdnet.models``) fails here as it would there.
@@ -11,23 +12,31 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-SNIPPETS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def python_blocks(page: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+
+
+SNIPPETS = [(page.relative_to(ROOT).as_posix(), i, source) for page in PAGES for i, source in enumerate(python_blocks(page))]
 
 
 def test_the_readme_has_python_snippets():
-    assert SNIPPETS, "no ```python block found in README.md"
+    assert python_blocks(README), "no ```python block found in README.md"
 
 
-@pytest.mark.parametrize("source", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
-def test_readme_snippet_runs(source, tmp_path):
+@pytest.mark.parametrize("page,index,source", SNIPPETS, ids=[f"{page}:{i}" for page, i, _ in SNIPPETS])
+def test_snippet_runs(page, index, source, tmp_path):
     run = subprocess.run([sys.executable, "-c", source], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, f"README snippet failed:\n{source}\n{run.stderr[-3000:]}"
+    assert run.returncode == 0, f"snippet {index} of {page} failed:\n{source}\n{run.stderr[-3000:]}"
 
 
-def shell_block(heading: str) -> str:
-    """The first ```bash block of README's section ``heading``."""
-    section = README.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+def shell_block(page: Path, heading: str) -> str:
+    """The first ```bash block of the section ``heading`` (a ``## `` heading) of ``page``."""
+    section = page.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"^```bash\n(.*?)^```", section, flags=re.S | re.M)[0]
 
 
@@ -37,13 +46,13 @@ def plain_path() -> str:
 
 
 @pytest.mark.e2e
-def test_the_readme_commands_that_change_parameters_run_as_pasted(tmp_path):
-    """README's "Changing parameters and comparing runs" block, pasted into a new bash whose PATH
+def test_the_documented_commands_that_change_parameters_run_as_pasted(tmp_path):
+    """docs/pipeline.md's "Changing parameters and comparing runs" block, pasted into a new bash whose PATH
     has no virtual environment, in a fresh clone of the committed repository (its quick study and
     networks): it succeeds, and each `dvc exp run` runs only the stages downstream of its change."""
     import os
 
-    root = README.parent
+    root = ROOT
     venv = root / ".venv"
     if not (root / ".git").exists() or not venv.is_dir():
         pytest.skip("needs a git checkout with its .venv (make setup)")
@@ -52,7 +61,7 @@ def test_the_readme_commands_that_change_parameters_run_as_pasted(tmp_path):
     (clone / ".venv").symlink_to(venv)
     env = {"PATH": plain_path(), "HOME": os.environ.get("HOME", str(tmp_path)), "DVC_NO_ANALYTICS": "1",
            "GIT_AUTHOR_NAME": "reader", "GIT_AUTHOR_EMAIL": "reader@example.org", "GIT_COMMITTER_NAME": "reader", "GIT_COMMITTER_EMAIL": "reader@example.org"}
-    block = shell_block("Changing parameters and comparing runs")
+    block = shell_block(ROOT / "docs" / "pipeline.md", "Changing parameters and comparing runs")
     run = subprocess.run(["bash", "--noprofile", "--norc", "-e", "-c", block], cwd=clone, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     ran = re.findall(r"Running stage '([^']+)'", run.stdout)
@@ -72,5 +81,5 @@ def test_a_stage_run_outside_the_environment_says_to_activate_it(tmp_path):
                           capture_output=True, text=True)
     if bare.stdout.strip() != "False":
         pytest.skip("the system Python has the project's packages")
-    run = subprocess.run([python, "-m", "sdnet.stages.train", "resnet18"], cwd=README.parent, capture_output=True, text=True, timeout=60)
+    run = subprocess.run([python, "-m", "sdnet.stages.train", "resnet18"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "Activate it first (`source .venv/bin/activate`" in run.stderr and "Traceback" not in run.stderr

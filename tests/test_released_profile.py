@@ -200,7 +200,7 @@ def test_the_released_profile_runs_end_to_end_on_released_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# A committed study's networks, on the official CIFAR-10 files (README, "What the repository holds")
+# A committed study's networks, on the official CIFAR-10 files (docs/cpu-study.md, "On the official CIFAR-10 files")
 # ---------------------------------------------------------------------------------------------
 
 MINI = ROOT.parent / "shared" / "data" / "cifar-mini"
@@ -209,7 +209,7 @@ MINI = ROOT.parent / "shared" / "data" / "cifar-mini"
 @pytest.mark.e2e
 @pytest.mark.skipif(not MINI.is_dir(), reason="needs the exact-pixel CIFAR mini set (../shared/data/cifar-mini)")
 def test_a_committed_studys_networks_run_chapters_3_to_5_on_the_official_files(tmp_path):
-    """The README's command for a reader with the official CIFAR-10 files: the released profile
+    """The documented command for a reader with the official CIFAR-10 files: the released profile
     given the shipped weights.pt of a committed study (here the quick one's; the cpu study's are
     named the same way) runs the noise, attack and visualisation chapters on them, with
     ResNet-18 as the baseline, and says they are this project's networks, not the authors'."""

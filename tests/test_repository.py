@@ -1,5 +1,5 @@
-"""What the repository holds: its binary files follow one rule (README, "Layout"), and .gitignore
-admits exactly those."""
+"""What the repository holds: its binary files follow one rule
+(docs/reproducibility.md, "What the repository holds"), and .gitignore admits exactly those."""
 
 import subprocess
 from pathlib import Path, PurePosixPath
@@ -38,7 +38,7 @@ def test_the_only_binary_files_are_shipped_networks_and_figures():
         if path.endswith(".png"):
             assert path.startswith("reports/") and "/figures/" in path, f"{path}: a figure outside a study's figures/"
             continue
-        assert is_network(path), f"{path} is a binary file the repository does not hold (README, 'Layout')"
+        assert is_network(path), f"{path} is a binary file the repository does not hold (docs/reproducibility.md, 'What the repository holds')"
         limit = LIMITS[PurePosixPath(path).name]
         assert file.stat().st_size < limit, f"{path}: {file.stat().st_size / MB:.1f} MB, over {limit / MB:.0f} MB"
 
