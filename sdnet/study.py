@@ -5,6 +5,7 @@
     model, ckpt = study.load_model("sdnet18")   # the checkpoint the `train@sdnet18` stage wrote
     test = study.test_set(1000)                 # a class-balanced subset of the chapters' test set
     study.save_table(df, "03_noise_robustness", "summary")      # CSV + Markdown
+    study.save_figure(fig, "03_noise_robustness", "summary")    # PNG (study.figure_path says where)
     study.write_metrics("noise_robustness", {...})             # JSON, NaN written as null
 
 Everything lives under ``reports/<profile>/``:
@@ -251,11 +252,15 @@ class Study:
                               "(a folder of reports/earlier/ with about.json and <chapter>/verdict.csv)") from None
         return verdicts_moved(earlier, verdicts, f"{about['label']}, commit {about['commit'][:7]}")
 
-    def save_figure(self, fig, chapter: str, name: str, dpi: int = 120) -> Path:
-        """Save a matplotlib figure as ``figures/<chapter>/<name>.png``."""
-        path = self._folder("figures", chapter) / f"{name}.png"
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-        return path
+    def save_figure(self, fig, chapter: str, name: str, dpi: int = 120) -> None:
+        """Save a matplotlib figure as ``figures/<chapter>/<name>.png`` (:meth:`figure_path`).
+        Returns nothing, so that a notebook cell ending with it shows the figure and no path of
+        this machine."""
+        fig.savefig(self.figure_path(chapter, name), dpi=dpi, bbox_inches="tight")
+
+    def figure_path(self, chapter: str, name: str) -> Path:
+        """Where :meth:`save_figure` writes the figure ``name`` of ``chapter``."""
+        return self._folder("figures", chapter) / f"{name}.png"
 
     def write_metrics(self, name: str, values: dict[str, Any]) -> Path:
         """``metrics/<name>.json`` (strict JSON: NaN becomes null)."""

@@ -78,28 +78,36 @@ def plot_layer_reconstructions(
     *,
     rescale: bool = False,
     border: int = 0,
+    per_row: int | None = None,
 ) -> Figure:
-    """Rows: images; columns: the input, then its reconstruction from each layer's code.
+    """For each image, its panels: the input, then its reconstruction from each layer's code.
 
-    Pixel values are clipped to [0, 1]; ``rescale=True`` min-max scales every image on its own
-    instead, which shows the structure left in low-contrast reconstructions of deep layers. With
-    ``border`` > 0 that range is taken inside a frame of ``border`` pixels, so that the bright
-    edges zero padding leaves on deep reconstructions do not flatten their interior.
+    The panels of one image fill a row, or with ``per_row`` wrap onto several rows of that many
+    panels (so that 18 panels stay readable at page width: two rows of 9). Pixel values are clipped
+    to [0, 1]; ``rescale=True`` min-max scales every image on its own instead, which shows the
+    structure left in low-contrast reconstructions of deep layers. With ``border`` > 0 that range
+    is taken inside a frame of ``border`` pixels, so that the bright edges zero padding leaves on
+    deep reconstructions do not flatten their interior.
     """
     n_images = min(n_images, len(x))
-    cols = len(reconstructions) + 1
+    panels = [x, *reconstructions]
+    cols = min(per_row or len(panels), len(panels))
+    rows_per_image = math.ceil(len(panels) / cols)
     titles = ["input", *(names if names is not None else [f"layer {l}" for l in range(len(reconstructions))])]
-    fig, axes = plt.subplots(n_images, cols, figsize=(1.1 * cols, 1.15 * n_images), squeeze=False)
-    for j, batch in enumerate([x, *reconstructions]):
+    fig, axes = plt.subplots(n_images * rows_per_image, cols, figsize=(1.0 * cols, 1.1 * n_images * rows_per_image), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for j, batch in enumerate(panels):
         for i in range(n_images):
             image = batch[i].detach().float().cpu()
             if rescale:
                 inside = inside_frame(image, border)
                 image = (image - inside.min()) / (inside.max() - inside.min()).clamp_min(1e-12)
             image = image.clamp(0, 1).permute(1, 2, 0).numpy()
-            axes[i, j].imshow(image if image.shape[-1] == 3 else image.mean(-1), cmap=None if image.shape[-1] == 3 else "gray")
-            axes[i, j].axis("off")
-        axes[0, j].set_title(titles[j], fontsize=7)
+            ax = axes[i * rows_per_image + j // cols, j % cols]
+            ax.imshow(image if image.shape[-1] == 3 else image.mean(-1), cmap=None if image.shape[-1] == 3 else "gray")
+            ax.set_title(titles[j], fontsize=7, pad=2)
+    fig.tight_layout(h_pad=0.3, w_pad=0.2)
     return fig
 
 
@@ -108,10 +116,15 @@ def plot_layer_reconstructions(
 # ---------------------------------------------------------------------------------------------
 
 
-def plot_sparsity(sparsity: dict[str, float]) -> Figure:
-    """Bar plot of :func:`sdnet.analysis.code_sparsity_per_layer`, layers in forward order."""
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(sparsity)), 3.0))
-    ax.bar(range(len(sparsity)), list(sparsity.values()))
+def plot_sparsity(sparsity: dict[str, float], floor: dict[str, float] | None = None, lam: float | None = None) -> Figure:
+    """Bar plot of :func:`sdnet.analysis.code_sparsity_per_layer`, layers in forward order; with
+    ``floor`` (the same at lambda 0, :func:`sdnet.analysis.sparsity_against_floor`) drawn in grey
+    in front, so that each bar's coloured top is what the l1 penalty at ``lam`` adds."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(sparsity)), 3.0))
+    ax.bar(range(len(sparsity)), list(sparsity.values()), label=f"at lambda {lam:g}" if lam is not None else None)
+    if floor is not None:
+        ax.bar(range(len(floor)), [floor[name] for name in sparsity], color="0.6", label="at lambda 0 (non-negativity alone)")
+        ax.legend(fontsize=7, loc="upper left")
     ax.set_xticks(range(len(sparsity)), list(sparsity), rotation=90, fontsize=7)
     ax.set(ylabel="fraction of zero code entries", ylim=(0, 1))
     fig.tight_layout()
@@ -139,9 +152,9 @@ def _one_model(table: pd.DataFrame, model: str | None) -> pd.DataFrame:
 
 
 def plot_accuracy_vs_lambda(
-    table: pd.DataFrame, model: str | None = None, train_lam: float | None = None, *, baseline: pd.DataFrame | None = None
+    table: pd.DataFrame, model: str | None = None, train_lam: float | None = None, *, baseline: pd.DataFrame | None = None, ncols: int = 2
 ) -> Figure:
-    """Accuracy against the test-time lambda: one panel per noise, one line per severity.
+    """Accuracy against the test-time lambda: one panel per noise (``ncols`` to a row), one line per severity.
 
     ``table`` is a :func:`sdnet.robustness.sweep` table. The clean condition (noise ``"clean"``),
     if present, is drawn in every panel in black; ``train_lam`` is marked by a vertical line;
@@ -152,8 +165,12 @@ def plot_accuracy_vs_lambda(
     clean = rows[rows["noise"] == "clean"]
     severities = sorted(rows.loc[rows["noise"] != "clean", "severity"].unique())
     colours = dict(zip(severities, plt.cm.viridis(np.linspace(0.0, 0.9, max(len(severities), 1)))))
-    fig, axes = plt.subplots(1, len(noises), figsize=(3.6 * len(noises), 3.2), squeeze=False, sharey=True)
-    for ax, noise in zip(axes[0], noises):
+    ncols = min(ncols, len(noises))
+    nrows = math.ceil(len(noises) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(noises):]:
+        ax.axis("off")
+    for ax, noise in zip(axes.flat, noises):
         if not clean.empty:
             ax.plot(clean["lam"], clean["top1"], "k.-", lw=1, label="clean")
         noisy = rows[rows["noise"] == noise] if noise != "clean" else rows.iloc[:0]
@@ -166,8 +183,9 @@ def plot_accuracy_vs_lambda(
         if train_lam is not None:
             ax.axvline(train_lam, color="gray", ls="--", lw=1, label=f"training lambda {train_lam:g}")
         ax.set(title=noise, xlabel="test-time lambda")
-    axes[0, 0].set_ylabel("top-1 accuracy (%)")
-    axes[0, -1].legend(fontsize=7)
+    for row in axes:
+        row[0].set_ylabel("top-1 accuracy (%)")
+    axes.flat[min(len(noises), ncols) - 1].legend(fontsize=7)
     if baseline is not None:
         fig.suptitle("dotted: baseline accuracy at the same severity", fontsize=8)
     fig.tight_layout()
@@ -211,7 +229,7 @@ def plot_lambda_vs_error_fit(
     return fig
 
 
-def plot_attacks_vs_lambda(table: pd.DataFrame, baseline: pd.DataFrame | None = None, worst: str = "worst case") -> Figure:
+def plot_attacks_vs_lambda(table: pd.DataFrame, baseline: pd.DataFrame | None = None, worst: str = "worst case", ncols: int = 3) -> Figure:
     """Robust accuracy against the test-time lambda: one panel per radius (``norm``, ``eps``),
     one colour per attack (the per-image worst case in black, thicker), white-box solid, transfer
     dashed (where it differs), clean accuracy dotted grey. ``table``: one model's rows of
@@ -219,9 +237,13 @@ def plot_attacks_vs_lambda(table: pd.DataFrame, baseline: pd.DataFrame | None = 
     a model without lambda attacked the same way, drawn as a horizontal line per panel (its
     worst case, or its only attack). ``worst`` names the worst-case rows (``sdnet.attacks.WORST``)."""
     panels = list(table[["norm", "eps"]].drop_duplicates().itertuples(index=False, name=None))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.3), squeeze=False, sharey=True)
+    ncols = min(ncols, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.5 * ncols, 3.0 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
     attacks = list(dict.fromkeys(table["attack"]))
-    for ax, (norm, eps) in zip(axes[0], panels):
+    for ax, (norm, eps) in zip(axes.flat, panels):
         panel = table[(table["norm"] == norm) & (table["eps"] == eps)]
         for i, attack in enumerate(attacks):
             part = panel[panel["attack"] == attack].sort_values("lam")
@@ -238,7 +260,82 @@ def plot_attacks_vs_lambda(table: pd.DataFrame, baseline: pd.DataFrame | None = 
                 ax.axhline(row["white_box"].iloc[0], color="red", ls="-.", lw=1, label="baseline (no lambda)")
         title = f"{norm} eps {eps * 255:.0f}/255" if norm == "Linf" else f"{norm} eps {eps:g}"
         ax.set(title=title, xlabel="test-time lambda")
-    axes[0, 0].set_ylabel("robust accuracy (%)")
-    axes[0, -1].legend(fontsize=6)
+    for row in axes:
+        row[0].set_ylabel("robust accuracy (%)")
+    axes.flat[ncols - 1].legend(fontsize=6)
     fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Training curves (tables of sdnet.classification.training_curves)
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_training_curves(panels: dict[str, dict[str, pd.DataFrame]], title: str | None = None) -> Figure:
+    """One panel per quantity (``{"training loss": {run: curve}}``), one line per run: its mean
+    over seeds per epoch, with the seeds' range as a band (invisible with one seed). A curve is a
+    table indexed by epoch with columns ``mean``, ``low`` and ``high``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    runs = list(dict.fromkeys(run for curves in panels.values() for run in curves))
+    for ax, (label, curves) in zip(axes[0], panels.items()):
+        for run, curve in curves.items():
+            color = f"C{runs.index(run)}"
+            ax.plot(curve.index, curve["mean"], color=color, label=run)
+            ax.fill_between(curve.index, curve["low"], curve["high"], color=color, alpha=0.25, linewidth=0)
+        ax.set(xlabel="epoch", ylabel=label)
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Robustness against its price, and what a defence sees
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_tradeoff(curves: pd.DataFrame, y: str, *, ylabel: str, points: pd.DataFrame | None = None, title: str | None = None, ax=None) -> Figure:
+    """Robust (or noisy) accuracy against clean accuracy, one line per ``defence`` (columns
+    ``defence``, ``knob``, ``value``, ``clean`` and ``y``), each point labelled with its knob value;
+    ``points`` (columns ``defence``, ``clean``, ``y``) are single models drawn as stars. A defence
+    is better than another where its curve lies above at the same clean accuracy."""
+    fig = ax.figure if ax is not None else plt.figure(figsize=(5.2, 3.8))
+    ax = ax if ax is not None else fig.add_subplot()
+    for i, (defence, part) in enumerate(curves.groupby("defence", sort=False)):
+        part = part.sort_values("value")
+        ax.plot(part["clean"], part[y], "o-", ms=3, color=f"C{i}", label=defence)
+        knob = part["knob"].iloc[0]
+        for _, row in part.iterrows():
+            ax.annotate(f"{knob} {row['value']:g}", (row["clean"], row[y]), fontsize=5.5, xytext=(2, 2), textcoords="offset points", color=f"C{i}")
+    if points is not None:
+        for _, row in points.iterrows():
+            ax.plot(row["clean"], row[y], "*", ms=10, color="black")
+            ax.annotate(row["defence"], (row["clean"], row[y]), fontsize=7, xytext=(4, -8), textcoords="offset points")
+    ax.set(xlabel="clean top-1 accuracy (%)", ylabel=ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_grid(columns: dict[str, Tensor], row_labels: Sequence[str] | None = None, size: float = 1.15) -> Figure:
+    """Images in a grid: one column per entry of ``columns`` (title -> images [N, C, H, W] in
+    [0, 1]), one row per image; ``row_labels`` name the rows."""
+    names = list(columns)
+    n = len(next(iter(columns.values())))
+    fig, axes = plt.subplots(n, len(names), figsize=(size * len(names) + (0.8 if row_labels else 0), size * n + 0.3), squeeze=False)
+    for j, name in enumerate(names):
+        for i in range(n):
+            ax = axes[i, j]
+            ax.imshow(columns[name][i].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=7)
+            if j == 0 and row_labels:
+                ax.set_ylabel(row_labels[i], fontsize=7)
+    fig.tight_layout(h_pad=0.2, w_pad=0.2)
     return fig

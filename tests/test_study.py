@@ -53,6 +53,12 @@ def test_tables_verdicts_and_metrics(study):
     assert "| c " in (folder / "verdict.md").read_text()
     study.write_metrics("example", {"x": math.nan, "y": [1.0, math.inf]})
     assert json.loads((study.reports / "metrics" / "example.json").read_text()) == {"x": None, "y": [1.0, None]}
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    assert study.save_figure(fig, "02_classification", "empty") is None  # a notebook cell ending with it prints no path
+    assert study.figure_path("02_classification", "empty").is_file()
+    plt.close(fig)
     with pytest.raises(ValueError, match="unknown chapter"):
         study.save_table(table, "06_extra", "x")
     assert len(CHAPTERS) == 5

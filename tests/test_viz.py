@@ -69,6 +69,8 @@ def test_figures_render(tmp_path):
         "sparsity": viz.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}),
         "reconstructions": viz.plot_layer_reconstructions(images, [images, images], ["L0", "L1"]),
         "reconstructions_rescaled": viz.plot_layer_reconstructions(images, [0.01 * images], rescale=True),
+        "sparsity_with_floor": viz.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}, {"conv1": 0.5, "layer1.0.conv1": 0.5}, 0.1),
+        "curves": viz.plot_training_curves({"loss": {"a": pd.DataFrame({"mean": [2.0, 1.0], "low": [1.9, 0.9], "high": [2.1, 1.1]}, index=[1, 2])}}),
     }
     for name, fig in figures.items():
         assert isinstance(fig, Figure), name
@@ -97,3 +99,14 @@ def test_inside_frame_drops_the_border_on_the_last_two_axes():
     images = torch.arange(2 * 3 * 6 * 5.0).reshape(2, 3, 6, 5)
     assert torch.equal(viz.inside_frame(images, 0), images)
     assert torch.equal(viz.inside_frame(images, 2), images[..., 2:4, 2:3])
+
+
+def test_layer_reconstructions_wrap_onto_rows_of_per_row_panels():
+    images = torch.rand(2, 3, 8, 8)
+    fig = viz.plot_layer_reconstructions(images, [images] * 17, n_images=2, per_row=9)
+    # 18 panels per image (input and 17 layers) on 2 rows of 9; 2 images: 4 rows
+    assert len(fig.axes) == 4 * 9
+    titled = [ax.get_title() for ax in fig.axes]
+    assert titled[:9] == ["input"] + [f"layer {l}" for l in range(8)] and titled[9] == "layer 8"
+    assert titled[18] == "input"  # the second image starts a new block
+    assert all(not ax.images for ax in fig.axes if not ax.get_title())  # only panels with a picture are titled
