@@ -26,8 +26,9 @@ mode is restored. Models take images in [0, 1] and normalise inside, as torchatt
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -140,6 +141,12 @@ def adversarial_examples(
     ``eps = 0`` gives the images back unchanged (torchattacks' L2 projection would divide 0 by 0
     there), so an eps sweep may start at the clean accuracy.
     """
+    return _crafted(model, x, y, attack, at_lambda(model, lam, layers), seed)
+
+
+def _crafted(model: nn.Module, x: Tensor, y: Tensor, attack, setting: contextlib.AbstractContextManager, seed: int) -> Tensor:
+    """``attack(x, y)`` inside ``setting`` (the model's test-time setting the gradients are taken
+    at), its random start drawn under ``seed``, the caller's RNG state left as it was."""
     if attack.eps == 0:
         return x.clone()
     device = x.device
@@ -147,14 +154,14 @@ def adversarial_examples(
         torch.manual_seed(seed)
         if hasattr(attack, "seed"):  # APGD and AutoAttack seed the global RNG themselves
             attack.seed = seed
-        with evaluating(model), at_lambda(model, lam, layers):
+        with evaluating(model), setting:
             return attack(x, y)
 
 
 @torch.no_grad()
-def _correct(model: nn.Module, x: Tensor, y: Tensor, lam: float | None, layers: LayerChoice) -> Tensor:
-    """Per-image correctness (bool [N]) at ``lam``, in float32, on the device."""
-    with at_lambda(model, lam, layers):
+def _correct(model: nn.Module, x: Tensor, y: Tensor, setting: contextlib.AbstractContextManager) -> Tensor:
+    """Per-image correctness (bool [N]) inside ``setting``, in float32, on the device."""
+    with setting:
         return model(x).argmax(1) == y
 
 
@@ -190,6 +197,74 @@ def robust_accuracy(
     return tally.result()["top1"]
 
 
+Setting = Callable[[float | None], contextlib.AbstractContextManager]
+
+
+def attack_vs_setting(
+    model: nn.Module,
+    batches: Batches,
+    values: Sequence[float | None],
+    attacks: Sequence[AttackSpec],
+    *,
+    setting: Setting,
+    craft_at: float | None,
+    num_classes: int,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> list[dict[str, float | str | None]]:
+    """Clean, white-box and transfer robust accuracy (%) at every value of a test-time setting.
+
+    The setting is a knob the defender turns after training: SDNet's lambda
+    (:func:`attack_vs_lambda`), or the strength of a filter in front of a model
+    (:class:`sdnet.denoise.Filtered`); ``setting(value)`` is a context manager that puts the
+    model at ``value``. ``attacks`` share one ``norm`` and ``eps`` (the radius being evaluated).
+    Rows: ``attack`` (an :class:`AttackSpec` kind, or :data:`WORST` for the per-image worst case
+    over all of them), ``value``, ``clean``, ``white_box`` (gradients taken at ``value``: the
+    attacker knows the setting) and ``transfer`` (examples crafted at ``craft_at``, what the
+    model was when the attacker looked, evaluated at ``value``; equal to ``white_box`` there).
+    The transfer examples are crafted once per batch and attack, for every value.
+    """
+    if len({(a.norm, a.eps) for a in attacks}) != 1:
+        raise ValueError("attack_vs_setting: the attacks must share one norm and eps")
+    device = torch.device(device) if device is not None else model_device(model)
+    names = [a.kind for a in attacks] + ([WORST] if len(attacks) > 1 else [])
+    # Counts of correct images, on the device: [value, attack (+ worst), (white_box, transfer)].
+    robust = torch.zeros(len(values), len(names), 2, dtype=torch.int64, device=device)
+    clean = torch.zeros(len(values), dtype=torch.int64, device=device)
+    n = 0
+    built = [spec.build(model, num_classes, seed) for spec in attacks]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"{'/'.join(names[: len(attacks)])} {attacks[0].norm} eps {attacks[0].eps:.4g}", leave=False)
+    with evaluating(model):
+        for i, (x, y) in enumerate(batches):
+            x, y = x.to(device), y.to(device)
+            # the same random start for every value
+            transfer = [_crafted(model, x, y, a, setting(craft_at), seed + i) for a in built]
+            for g, value in enumerate(values):
+                same = value is None or (craft_at is not None and math.isclose(value, craft_at))
+                white = transfer if same else [_crafted(model, x, y, a, setting(value), seed + i) for a in built]
+                clean[g] += _correct(model, x, y, setting(value)).sum()
+                survived = torch.ones(2, len(y), dtype=torch.bool, device=device)  # white-box, transfer
+                for k in range(len(built)):
+                    hits = torch.stack([_correct(model, white[k], y, setting(value)), _correct(model, transfer[k], y, setting(value))])
+                    robust[g, k] += hits.sum(1)
+                    survived &= hits
+                if len(attacks) > 1:
+                    robust[g, -1] += survived.sum(1)
+            n += len(y)
+    if n == 0:
+        raise ValueError("no batches to attack")
+    clean_pct, robust_pct = (100.0 * clean.double() / n).tolist(), (100.0 * robust.double() / n).tolist()  # one host read each
+    return [
+        {"attack": name, "value": value, "clean": clean_pct[g], "white_box": robust_pct[g][k][0], "transfer": robust_pct[g][k][1]}
+        for g, value in enumerate(values)
+        for k, name in enumerate(names)
+    ]
+
+
 def attack_vs_lambda(
     model: nn.Module,
     batches: Batches,
@@ -203,56 +278,18 @@ def attack_vs_lambda(
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> list[dict[str, float | str]]:
-    """Clean, white-box and transfer robust accuracy (%) at every test-time lambda, per attack.
-
-    ``attacks`` share one ``norm`` and ``eps`` (the radius being evaluated). Rows: ``attack``
-    (an :class:`AttackSpec` kind, or :data:`WORST` for the per-image worst case over all of them),
-    ``lam``, ``clean``, ``white_box`` (gradients at ``lam``) and ``transfer`` (examples crafted at
-    ``train_lam``, evaluated at ``lam``; equal to ``white_box`` at ``lam = train_lam``). The
-    transfer examples are crafted once per batch and attack for all lambdas. A model without CSC
-    layers is attacked once, with ``lam`` NaN in its rows.
+    """:func:`attack_vs_setting` with SDNet's test-time lambda as the setting: rows ``attack, lam,
+    clean, white_box, transfer``; transfer examples are crafted at ``train_lam`` (the paper's
+    protocol). A model without CSC layers is attacked once, with ``lam`` NaN in its rows.
     """
-    if len({(a.norm, a.eps) for a in attacks}) != 1:
-        raise ValueError("attack_vs_lambda: the attacks must share one norm and eps")
-    device = torch.device(device) if device is not None else model_device(model)
     with_lambda = has_lambda(model)
-    grid = [float(lam) for lam in lambdas] if with_lambda else [None]
-    names = [a.kind for a in attacks] + ([WORST] if len(attacks) > 1 else [])
-    # Counts of correct images, on the device: [lambda, attack (+ worst), (white_box, transfer)].
-    robust = torch.zeros(len(grid), len(names), 2, dtype=torch.int64, device=device)
-    clean = torch.zeros(len(grid), dtype=torch.int64, device=device)
-    n = 0
-    built = [spec.build(model, num_classes, seed) for spec in attacks]
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc=f"{'/'.join(names[: len(attacks)])} {attacks[0].norm} eps {attacks[0].eps:.4g}", leave=False)
-    with evaluating(model):
-        for i, (x, y) in enumerate(batches):
-            x, y = x.to(device), y.to(device)
-            craft = dict(layers=layers, seed=seed + i)  # the same random start for every lambda
-            transfer = [adversarial_examples(model, x, y, a, lam=train_lam if with_lambda else None, **craft) for a in built]
-            for g, lam in enumerate(grid):
-                same = lam is None or math.isclose(lam, train_lam)
-                white = transfer if same else [adversarial_examples(model, x, y, a, lam=lam, **craft) for a in built]
-                clean[g] += _correct(model, x, y, lam, layers).sum()
-                survived = torch.ones(2, len(y), dtype=torch.bool, device=device)  # white-box, transfer
-                for k in range(len(built)):
-                    hits = torch.stack([_correct(model, white[k], y, lam, layers), _correct(model, transfer[k], y, lam, layers)])
-                    robust[g, k] += hits.sum(1)
-                    survived &= hits
-                if len(attacks) > 1:
-                    robust[g, -1] += survived.sum(1)
-            n += len(y)
-    if n == 0:
-        raise ValueError("no batches to attack")
-    clean_pct, robust_pct = (100.0 * clean.double() / n).tolist(), (100.0 * robust.double() / n).tolist()  # one host read each
-    return [
-        {"attack": name, "lam": float("nan") if lam is None else lam, "clean": clean_pct[g],
-         "white_box": robust_pct[g][k][0], "transfer": robust_pct[g][k][1]}
-        for g, lam in enumerate(grid)
-        for k, name in enumerate(names)
-    ]
+    rows = attack_vs_setting(
+        model, batches, [float(lam) for lam in lambdas] if with_lambda else [None], attacks,
+        setting=lambda lam: at_lambda(model, lam, layers), craft_at=train_lam if with_lambda else None,
+        num_classes=num_classes, seed=seed, device=device, progress=progress,
+    )
+    return [{"attack": r["attack"], "lam": float("nan") if r["value"] is None else r["value"],
+             **{k: r[k] for k in ("clean", "white_box", "transfer")}} for r in rows]
 
 
 def pgd_vs_lambda(

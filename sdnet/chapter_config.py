@@ -47,9 +47,15 @@ class NoiseParams(Section):
     lambdas: list[float]
     test_images: int
     seed: int = 0
+    # The rival defence, tuned like lambda: ResNet-18 behind a test-time Gaussian blur of these
+    # sigmas (pixels; 5 taps) and behind these numbers of 3x3 median passes (sdnet.denoise)
+    blur: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5])
+    median: list[int] = field(default_factory=lambda: [1, 2, 3])
 
     def check(self, where: str = "") -> None:
         self.need(bool(self.noises) and set(self.noises) <= set(NOISES), "noises", f"a non-empty list of {list(NOISES)}", where)
+        self.need(all(0 < s <= 3 for s in self.blur), "blur", "a list of sigmas in (0, 3] (pixels)", where)
+        self.need(all(isinstance(k, int) and 1 <= k <= 5 for k in self.median), "median", "a list of integers 1..5 (3x3 median passes)", where)
         self.need(bool(self.severities) and all(1 <= s <= 5 for s in self.severities), "severities", "a non-empty list of 1..5", where)
         self.need(len(self.lambdas) >= 2 and all(v >= 0 for v in self.lambdas), "lambdas", "a list of at least 2 numbers >= 0", where)
         self.need(self.test_images >= 1, "test_images", "an integer >= 1", where)
@@ -72,6 +78,9 @@ class AttackParams(Section):
     # AutoAttack (standard) at L-inf 8/255: ResNet-18, and SDNet-18 at the training lambda and at
     # the lambda the worst case of `attacks` leaves most robust there (slow: off by default)
     autoattack: bool = False
+    # The rival: ResNet-18 behind a test-time Gaussian blur of these sigmas (pixels; 5 taps),
+    # attacked like SDNet-18's lambda (crafted on the bare ResNet-18, and through the blur)
+    blur: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
 
     def check(self, where: str = "") -> None:
         self.need(bool(self.lambdas) and all(v >= 0 for v in self.lambdas), "lambdas", "a non-empty list of numbers >= 0", where)
@@ -85,6 +94,7 @@ class AttackParams(Section):
                   "attacks", f"a non-empty list of distinct {list(ATTACKS)}", where)
         self.need(self.restarts >= 1, "restarts", "an integer >= 1", where)
         self.need(self.seed >= 0, "seed", "an integer >= 0", where)
+        self.need(all(0 < s <= 3 for s in self.blur), "blur", "a list of sigmas in (0, 3] (pixels)", where)
         self.need(not self.autoattack or any(abs(e - 8 / 255) < 1e-6 for e in self.linf_eps), "autoattack",
                   "true only with the paper's 8/255 (0.0313725490) in linf_eps (the lambda it attacks is chosen there)", where)
 

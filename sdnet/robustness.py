@@ -27,7 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from sdnet.evaluate import Batches, LayerChoice, lambda_sweep
 
@@ -153,3 +154,70 @@ def fit_lambda_vs_error(errors: Sequence[float], best_lambdas: Sequence[float]) 
     # All best lambdas equal: the horizontal line explains them exactly.
     r2 = 1.0 - residual / total if total > 0 else 1.0
     return LambdaFit(float(slope), float(intercept), float(r2))
+
+
+# ---------------------------------------------------------------------------------------------
+# The rival: a test-time filter in front of a model without lambda
+# ---------------------------------------------------------------------------------------------
+
+
+def filter_sweep(
+    model: nn.Module,
+    conditions: Mapping[tuple[str, int], Batches],
+    filters: Mapping[str, Sequence[float]],
+    *,
+    progress: bool = False,
+    **options,
+) -> pd.DataFrame:
+    """Accuracy of ``model`` behind each test-time filter (:mod:`sdnet.denoise`) at each strength,
+    on every ``(noise, severity)`` condition: the rival of :func:`sweep`'s lambda.
+
+    ``filters`` maps a filter kind (``"blur"``: sigma; ``"median"``: passes) to its strengths;
+    strength 0 (the model undefended) is always included. ``options`` go to
+    :func:`sdnet.evaluate.evaluate`. Columns: ``filter, strength, noise, severity, top1``.
+    """
+    from sdnet.denoise import apply_filter
+    from sdnet.evaluate import evaluate
+
+    work = [(kind, float(s), key) for kind, strengths in filters.items() for s in sorted({0.0, *map(float, strengths)}) for key in conditions]
+    if progress:
+        from tqdm.auto import tqdm
+
+        work = tqdm(work, desc="test-time filters")
+    rows = []
+    for kind, strength, (noise, severity) in work:
+        filtered = [(apply_filter(x.float(), kind, strength), y) for x, y in conditions[(noise, severity)]]
+        top1 = evaluate(model, filtered, **options)["top1"]
+        rows.append({"filter": kind, "strength": strength, "noise": noise, "severity": severity, "top1": top1})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the first layer makes of an input
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def stem_reconstructions(model: nn.Module, x: Tensor, lambdas: Sequence[float]) -> Tensor:
+    """The first CSC layer's reconstruction ``A z`` of ``x`` (images in [0, 1]) at each test-time
+    lambda, mapped back to pixels through the model's input normalisation and clipped to [0, 1]:
+    shape ``[len(lambdas), N, C, H, W]``. What the network still sees of the image at that lambda."""
+    from sdnet.csc import csc_layers
+    from sdnet.evaluate import at_lambda, evaluating, model_device
+
+    layers = csc_layers(model)
+    if not layers:
+        raise ValueError("the model has no CSC layer to reconstruct with")
+    name, stem = layers[0]
+    normalize = getattr(model, "normalize", None)
+    x = x.to(model_device(model)).float()
+    views = []
+    with evaluating(model):
+        for lam in lambdas:
+            with at_lambda(model, lam, [name]):
+                model(x)
+            recon = stem.reconstruction().float()
+            if normalize is not None:
+                recon = recon * normalize.std + normalize.mean
+            views.append(recon.clamp(0, 1).cpu())
+    return torch.stack(views)

@@ -321,6 +321,14 @@ def plot_tradeoff(curves: pd.DataFrame, y: str, *, ylabel: str, points: pd.DataF
     return fig
 
 
+def stretch(images: Tensor) -> Tensor:
+    """Every image ([N, C, H, W]) min-max scaled to [0, 1] on its own: its structure, whatever its
+    contrast (a reconstruction at a large lambda is faint)."""
+    flat = images.detach().float().flatten(1)
+    low, high = flat.min(1).values, flat.max(1).values
+    return ((flat - low[:, None]) / (high - low).clamp_min(1e-12)[:, None]).view_as(images)
+
+
 def plot_image_grid(columns: dict[str, Tensor], row_labels: Sequence[str] | None = None, size: float = 1.15) -> Figure:
     """Images in a grid: one column per entry of ``columns`` (title -> images [N, C, H, W] in
     [0, 1]), one row per image; ``row_labels`` name the rows."""

@@ -247,3 +247,41 @@ def test_compare_adaptive_takes_one_line_per_noise(trained):
     always_small, always_large = LambdaFit(0.0, 0.1, 1.0), LambdaFit(0.0, 1.0, 1.0)
     result = compare_adaptive(trained, conditions, {"clean": always_large, "gaussian": always_small}, grid, 0.1)
     assert result.lam_batch.tolist() == pytest.approx([1.0, 0.1]) and result.lam_sample.tolist() == pytest.approx([1.0, 0.1])
+
+
+def test_filter_sweep_includes_the_bare_model_and_scores_the_filtered_images():
+    from sdnet.denoise import median_filter
+    from sdnet.evaluate import evaluate
+    from sdnet.robustness import filter_sweep
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    x, y = torch.rand(12, 3, 8, 8), torch.randint(0, 2, (12,))
+    table = filter_sweep(model, {("clean", 0): [(x, y)]}, {"median": [2]}, bf16=False)
+    assert list(table["strength"]) == [0.0, 2.0] and set(table["filter"]) == {"median"}
+    assert table["top1"].iloc[0] == pytest.approx(evaluate(model, [(x, y)], bf16=False)["top1"])
+    assert table["top1"].iloc[1] == pytest.approx(evaluate(model, [(median_filter(x, 2), y)], bf16=False)["top1"])
+
+
+def test_stem_reconstructions_are_pixels_and_fall_to_the_mean_colour_when_lambda_empties_the_code():
+    from sdnet import CSCConv2d
+    from sdnet.models import Normalize
+    from sdnet.robustness import stem_reconstructions
+
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.normalize = Normalize((0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+    model.conv1 = CSCConv2d(3, 8, 3, padding=1, lam=0.1)
+    model.pool = nn.AdaptiveAvgPool2d(1)
+    model.eval()
+    x = torch.rand(3, 3, 8, 8)
+    with torch.no_grad():
+        model(x)  # the first forward normalises the atoms and estimates the step size; later ones reuse both
+    views = stem_reconstructions(model, x, [0.1, 1e6])
+    assert views.shape == (2, 3, 3, 8, 8) and views.min() >= 0 and views.max() <= 1
+    torch.testing.assert_close(views[1], torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1).expand(3, 3, 8, 8))  # A 0, undone normalisation
+    with torch.no_grad():
+        z = model.conv1(model.normalize(x))
+        expected = (model.conv1.reconstruction() * torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1) + torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1)).clamp(0, 1)
+    assert z.abs().sum() > 0
+    torch.testing.assert_close(views[0], expected)

@@ -10,9 +10,16 @@ gradient-masking check runs the first attack again with twice the steps (and res
 largest L-inf radius (the largest L2 one without L-inf radii): a real defence cannot gain from a
 stronger attack.
 
+The images are attacked in two disjoint class-balanced halves (:mod:`sdnet.protocols`), so that
+a lambda chosen on one half can be scored on the other. The rival (with a ResNet-18 and
+``adversarial.blur``): the same ResNet-18 behind a test-time Gaussian blur
+(:class:`sdnet.denoise.Filtered`), attacked like SDNet-18's lambda: examples crafted on the bare
+ResNet-18 (the paper's protocol, transfer) and through the blur (white-box).
+
 Writes ``reports/<profile>/results/attacks/``: ``attacks.csv`` (model, norm, eps, attack, lam,
-clean, white_box, transfer; the per-image worst case over the attacks as attack ``worst case``;
-ResNet-18 rows have no lambda), ``stronger.csv`` (the check: lam, steps, restarts, white_box) and
+clean, white_box, transfer, half, images; the per-image worst case over the attacks as attack
+``worst case``; ResNet-18 rows have no lambda), ``filters.csv`` (the rival: model, filter, norm,
+eps, attack, strength, clean, white_box, transfer, half, images), ``stronger.csv`` (the check: lam, steps, restarts, white_box) and
 ``about.json`` (with ``baseline`` null when no ResNet-18 was attacked). With ``adversarial.autoattack``,
 also ``autoattack.csv``: AutoAttack (standard) at L-inf 8/255 on ResNet-18 and on SDNet-18 at the
 training lambda and at the lambda the worst case of the profile's attacks leaves most robust there
@@ -77,45 +84,62 @@ def autoattack(study: Study, runs: list[str], data, lambdas: list[float], option
 def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
     import pandas as pd
 
-    from sdnet.attacks import attack_vs_lambda
+    from sdnet.attacks import attack_vs_lambda, attack_vs_setting
+    from sdnet.denoise import Filtered, at_strength
+    from sdnet.protocols import HALF, IMAGES, halves, pooled
 
     A = study.adversarial
     test = study.test_set(A.test_images)
     data = batches(test.images, test.labels, BATCH)
+    parts = {h: (batches(test.images[idx], test.labels[idx], BATCH), len(idx)) for h, idx in enumerate(halves(test.labels))}
     seed = study.train.seeds_for(SDNET)[0]
     train_lam = study.train_lam(SDNET, seed=seed)
     lambdas = sorted(set(A.lambdas) | {train_lam})
     radii = [("Linf", e) for e in A.linf_eps] + [("L2", e) for e in A.l2_eps]
-    options = dict(train_lam=train_lam, num_classes=len(test.classes), seed=A.seed, progress=progress)
+    options = dict(num_classes=len(test.classes), seed=A.seed, progress=progress)
     runs, baseline = compared(study)
-    rows = []
+    rows, rival = [], []
     for run in runs:
         model = study.load_model(run, seed=seed)[0].float()
         for norm, eps in radii:
-            for row in attack_vs_lambda(model, data, lambdas, specs(study, norm, eps), **options):
-                rows.append({"model": run, "norm": norm, "eps": eps, **row})
+            for h, (part, size) in parts.items():
+                for row in attack_vs_lambda(model, part, lambdas, specs(study, norm, eps), train_lam=train_lam, **options):
+                    rows.append({"model": run, "norm": norm, "eps": eps, **row, HALF: h, IMAGES: size})
+        if run == baseline and A.blur:  # the rival: the same ResNet-18 behind a blur the attacker may not know
+            blurred = Filtered(model, "blur")
+            strengths = [0.0, *sorted(map(float, A.blur))]
+            for norm, eps in radii:
+                for h, (part, size) in parts.items():
+                    for row in attack_vs_setting(blurred, part, strengths, specs(study, norm, eps), setting=lambda s: at_strength(blurred, s), craft_at=0.0, **options):
+                        rival.append({"model": run, "filter": "blur", "norm": norm, "eps": eps, "attack": row.pop("attack"),
+                                      "strength": row.pop("value"), **row, HALF: h, IMAGES: size})
     table = pd.DataFrame(rows)
+    scores = ["clean", "white_box", "transfer"]
 
     norm, eps = ("Linf", max(A.linf_eps)) if A.linf_eps else ("L2", max(A.l2_eps))
     first, twice = specs(study, norm, eps)[0], specs(study, norm, eps, stronger=True)[0]
     model = study.load_model(SDNET, seed=seed)[0].float()
     checks = []
     for spec in (first, twice):
-        for row in attack_vs_lambda(model, data, lambdas, [spec], **options):
+        for row in attack_vs_lambda(model, data, lambdas, [spec], train_lam=train_lam, **options):
             checks.append({"norm": norm, "eps": eps, "attack": spec.kind, "steps": spec.steps, "restarts": spec.restarts,
                            "lam": row["lam"], "white_box": row["white_box"]})
     stronger = pd.DataFrame(checks)
-    auto_lambdas = sorted({train_lam, best_lambda(table, "Linf", PAPER_LINF)}) if A.autoattack else []
+    auto_lambdas = sorted({train_lam, best_lambda(pooled(table, scores), "Linf", PAPER_LINF)}) if A.autoattack else []
 
     folder = study.results("attacks")
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "attacks.csv", index=False)
     stronger.to_csv(folder / "stronger.csv", index=False)
-    (folder / "autoattack.csv").unlink(missing_ok=True)  # only this run's
+    for name in ("autoattack.csv", "filters.csv"):
+        (folder / name).unlink(missing_ok=True)  # only this run's
+    if rival:
+        pd.DataFrame(rival).to_csv(folder / "filters.csv", index=False)
     if auto_lambdas:
-        autoattack(study, runs, data, auto_lambdas, options).to_csv(folder / "autoattack.csv", index=False)
+        autoattack(study, runs, data, auto_lambdas, dict(train_lam=train_lam, **options)).to_csv(folder / "autoattack.csv", index=False)
     write_json(folder / "about.json", {
-        "data": test.name, "test_images": len(test), "seed": seed, "train_lam": train_lam, "lambdas": lambdas,
+        "data": test.name, "test_images": len(test), "halves": [size for _, size in parts.values()], "seed": seed,
+        "train_lam": train_lam, "lambdas": lambdas, "blur": [float(b) for b in A.blur] if rival else [],
         "attacks": [dataclasses.asdict(s) for s in specs(study, *radii[0])], "baseline": baseline, "sdnet": SDNET,
         "autoattack_lambdas": auto_lambdas,
         **released_runs(study, runs),

@@ -1,0 +1,62 @@
+"""The rules every chapter's verdict follows, in one place, so that "holds" means one thing.
+
+Two kinds of uncertainty, two rules:
+
+- **Over seeds** (a difference between two networks, or a gain of a test-time knob, measured on
+  each seed's networks): :func:`seed_verdict`. A gain holds when its mean over the seeds exceeds
+  twice their standard deviation; on one seed nothing can be told from seed noise.
+- **Over images** (two accuracies of the same networks on the same n images, e.g. robust accuracy
+  at two lambdas): :func:`beyond_noise`. One exceeds the other when the difference is larger than
+  twice the standard error of the difference of two binomial estimates (at least one image).
+
+:func:`mean_std` writes "mean ± std" with the std over seeds, the one meaning "±" has in our
+tables (a table that means anything else says so in its title).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+VERDICTS = ("holds", "does not hold", "not shown", "weak", "not tested")  # how every verdict starts
+
+
+def mean_std(values: Sequence[float], digits: int = 1, sign: bool = False) -> str:
+    """"mean ± std" over seeds ("mean" alone for one seed); ``sign``: a leading + on gains."""
+    v = np.asarray(values, dtype=float)
+    fmt = f"{{:{'+' if sign else ''}.{digits}f}}"
+    return fmt.format(v.mean()) if len(v) == 1 else f"{fmt.format(v.mean())} ± {v.std(ddof=1):.{digits}f}"
+
+
+def seed_verdict(gains: Sequence[float], what: str = "points") -> str:
+    """The verdict on a gain measured once per seed: ``holds`` (mean > 2 std), ``not shown`` (positive
+    within that), ``does not hold`` (mean <= 0); one seed cannot be told from seed noise."""
+    g = np.asarray(gains, dtype=float)
+    if len(g) == 1:
+        return f"not shown: {g[0]:+.1f} {what} on one seed cannot be told from seed noise"
+    mean, std = g.mean(), g.std(ddof=1)
+    spread = f"{mean:+.1f} ± {std:.1f} {what} over {len(g)} seeds"
+    if mean > 2 * std and mean > 0:
+        return f"holds: {spread} (beyond twice the spread)"
+    if mean > 0:
+        return f"not shown: {spread} (within twice the spread)"
+    return f"does not hold: {spread}"
+
+
+def binomial_variance(p: float, n: int) -> float:
+    """Variance (points^2) of an accuracy of ``p`` % measured on ``n`` images."""
+    p = min(max(p, 0.0), 100.0)
+    return p * (100 - p) / n
+
+
+def beyond_noise(b: float, a: float, n: int) -> bool:
+    """Whether accuracy ``b`` exceeds accuracy ``a`` (both % on ``n`` images) by more than twice
+    the standard error of ``b - a`` (and by at least one image)."""
+    return b - a > max(2 * math.sqrt(binomial_variance(a, n) + binomial_variance(b, n)), 100 / n)
+
+
+def noise_level(p: float, n: int) -> float:
+    """Two standard errors of one accuracy ``p`` % on ``n`` images (at least one image)."""
+    return max(2 * math.sqrt(binomial_variance(p, n)), 100 / n)
