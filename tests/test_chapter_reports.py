@@ -94,11 +94,15 @@ def test_the_rival_verdict_compares_at_equal_clean_accuracy():
     beats = attack_results([5.0, 30.0, 50.0], [1.0, 10.0, 20.0]).rival_comparison("Linf", 8 / 255, "transfer")
     assert list(beats["value"]) == [1.0, 2.0] and list(beats["ours"]) == pytest.approx([25.0, 48.0])  # (82, between (80, 30) and (90, 5)), (62, between (60, 50) and (80, 30))
     verdicts = {}
-    for name, blur in (("weaker", [1.0, 10.0, 20.0]), ("stronger", [1.0, 45.0, 60.0]), ("equal", [1.0, 25.0, 48.0])):
+    cases = {"weaker": [1.0, 10.0, 20.0], "stronger": [1.0, 45.0, 60.0], "equal": [1.0, 25.0, 48.0], "stronger or equal": [1.0, 25.0, 60.0],
+             "mixed": [1.0, 10.0, 60.0]}
+    for name, blur in cases.items():
         results = attack_results([5.0, 30.0, 50.0], blur)
         verdicts[name] = results._rival_verdict(results.rival_comparison("Linf", 8 / 255, "transfer"))
     assert verdicts["weaker"].startswith("holds") and verdicts["stronger"].startswith("does not hold: the blur earns more")
     assert verdicts["equal"].startswith("does not hold: the blur earns as much")
+    assert verdicts["stronger or equal"].startswith("does not hold: the blur earns more at some clean accuracies and as much at the others")
+    assert verdicts["mixed"].startswith("not shown: it depends on the clean accuracy")
 
 
 def test_the_paper_protocol_gain_is_judged_held_out_and_flags_the_grid_edge():
