@@ -28,3 +28,10 @@ def test_each_network_goes_where_its_stage_trains_it():
     for run, dataset, seed in script.order(params, None):
         assert params.run_dir(run, ROOT, dataset, seed) == study.model_dir(run, dataset, seed)
         assert params.train_config(run, ROOT, dataset, seed) == study.train_config(run, dataset, seed)
+
+
+def test_docs_cpu_study_carries_the_table_of_the_committed_networks():
+    """docs/cpu-study.md's table of parts is what the committed networks record, not typed."""
+    params = load_params(ROOT / "params.yaml", "cpu")
+    page = (ROOT / script.PAGE).read_text()
+    assert script.parts_table(params, ROOT) in page, "docs/cpu-study.md's parts table is out of date: run `python scripts/train_study.py --profile cpu --table --write`"
