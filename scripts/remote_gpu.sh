@@ -19,12 +19,12 @@
 #   evaluate@resnet18                 15  ~10 s: the 10000 test images once, in float32
 #   train@sdnet18                    120  ~70 s: the same FLOPs (the CSC stem is 0.6% of them)
 #   evaluate@sdnet18                  15  ~10 s
-#   sweep_noise                       90  ~60 s: 483 passes over the 10000 test images, 5.4 PFLOP
+#   sweep_noise                       90  ~70 s: 483 passes over the 10000 test images, 5.4 PFLOP, + 84 of ResNet-18 behind filters
 #
 # and decodes the JPEG copy in the background meanwhile. `second` reuses the networks `first`
 # left in reports/fast/models/ (the box must still be the same one) and runs
 #
-#   attack                            80  ~50 s: 500 images, 5 radii, 3 attacks, 1.3 PFLOP in float32
+#   attack                            80  ~65 s: 500 images, 5 radii, 3 attacks, 1.3 PFLOP in float32, + ResNet-18 behind a blur
 #   train@sdnet18_all                 65  ~55 s: 6 epochs, 3.2 PFLOP at 70 TFLOP/s
 #   evaluate@sdnet18_all              10  ~5 s
 #   train@sdnet18_all_noshortcut      65  ~55 s: the same
