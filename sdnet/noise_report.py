@@ -238,14 +238,14 @@ class NoiseResults:
         noisy = adaptive[adaptive["noise"] != "clean"].groupby("fit")[["fixed", "adaptive_batch", "adaptive_sample", "oracle"]].mean()
         clean = adaptive[adaptive["noise"] == "clean"].groupby("fit")[["fixed", "adaptive_batch", "adaptive_sample"]].mean()
         held, held_clean = noisy.loc["held out"], clean.loc["held out"]
-        best_mode = "adaptive_sample" if held["adaptive_sample"] >= held["adaptive_batch"] else "adaptive_batch"
+        # Judged per image: the mode a deployment that mixes inputs can run (per batch assumes one noise per batch).
+        gain, clean_gain = held["adaptive_sample"] - held["fixed"], held_clean["adaptive_sample"] - held_clean["fixed"]
         claims.append({
             "claim": "(ours) lambda chosen from the input beats the fixed training lambda on unseen noises",
             "paper": "(not in the paper)",
-            "here": f"line fitted without the noise evaluated, first seed: per image {held['adaptive_sample']:.1f}%, per batch {held['adaptive_batch']:.1f}% "
-                    f"vs fixed {held['fixed']:.1f}% (oracle {held['oracle']:.1f}%); on clean images per image {held_clean['adaptive_sample']:.1f}%, "
-                    f"per batch {held_clean['adaptive_batch']:.1f}% vs fixed {held_clean['fixed']:.1f}%",
-            "verdict": ("holds" if beyond_noise(held[best_mode], held["fixed"], self.about["test_images"]) else "not shown" if held[best_mode] > held["fixed"] else "does not hold")
-                       + f": {held[best_mode] - held['fixed']:+.1f} points ({'per image' if best_mode == 'adaptive_sample' else 'per batch'}) on one seed, "
-                       f"{held_clean[best_mode] - held_clean['fixed']:+.1f} on clean images"})
+            "here": f"line fitted without the noise evaluated, first seed: per image {held['adaptive_sample']:.1f}% vs fixed {held['fixed']:.1f}% "
+                    f"(oracle {held['oracle']:.1f}%; per batch of one noise {held['adaptive_batch']:.1f}%); on clean images per image "
+                    f"{held_clean['adaptive_sample']:.1f}% vs fixed {held_clean['fixed']:.1f}% (per batch {held_clean['adaptive_batch']:.1f}%)",
+            "verdict": ("holds" if beyond_noise(held["adaptive_sample"], held["fixed"], self.about["test_images"]) else "not shown" if gain > 0 else "does not hold")
+                       + f": {gain:+.1f} points per image on one seed, {clean_gain:+.1f} on clean images"})
         return claims
