@@ -303,3 +303,23 @@ class AttackResults:
                 "verdict": "holds: AutoAttack finds no more adversarial examples, beyond noise" if not overstated
                 else "does not hold: AutoAttack leaves fewer images robust, so our worst-case rows overstate robustness by up to "
                 f"{max(gap for _, gap in overstated):.1f} points (" + "; ".join(f"{name}: {gap:.1f}" for name, gap in overstated) + ")"}
+
+
+def adversarial_views(model, x, y, *, eps: float, steps: int, lambdas: list[float]) -> dict[str, Any]:
+    """What chapter 4 shows of one attack: PGD examples of ``x`` at L-inf ``eps`` crafted on
+    ``model`` at ``lambdas[0]`` (its training lambda), the perturbation, and at each of ``lambdas``
+    the stem's reconstruction of the example and of the clean image (pixels,
+    :func:`sdnet.robustness.stem_reconstructions`) and the predicted classes of the example."""
+    import torch
+
+    from sdnet.attacks import adversarial_examples, pgd
+    from sdnet.evaluate import at_lambda
+    from sdnet.robustness import stem_reconstructions
+
+    x_adv = adversarial_examples(model, x, y, pgd(model, eps=eps, steps=steps), lam=lambdas[0])
+    predicted = {}
+    for lam in lambdas:
+        with torch.no_grad(), at_lambda(model, lam):
+            predicted[lam] = model(x_adv).argmax(1)
+    return {"x_adv": x_adv, "delta": x_adv - x, "views": stem_reconstructions(model, x_adv, lambdas),
+            "clean_views": stem_reconstructions(model, x, lambdas), "predicted": predicted}

@@ -137,7 +137,7 @@ class NoiseResults:
         for noise, part in pd.concat([per_seed, mean_row], ignore_index=True).groupby("noise", sort=False):
             row = {"noise": noise, **{name: mean_std(part[k], 1) for k, name in columns.items()}}
             known = [n for n in (per_seed["noise"].unique() if noise == "mean of the noises" else [noise]) if n in paper.NOISE_ROBUSTNESS["resnet18"]]
-            row["paper: ResNet-18"] = round(np.mean([paper.NOISE_ROBUSTNESS["resnet18"][n] for n in known]), 2) if known else None
+            row["paper: ResNet-18" if self.baseline else "ResNet-18 (paper's, not evaluated here)"] = round(np.mean([paper.NOISE_ROBUSTNESS["resnet18"][n] for n in known]), 2) if known else None
             row["paper: SDNet-18 tuned"] = round(np.mean([paper.NOISE_ROBUSTNESS["sdnet18"][n] for n in known]), 2) if known else None
             rows.append(row)
         return pd.DataFrame(rows)
