@@ -99,10 +99,14 @@ def compact_paper(cell: str) -> str:
 def compact_here(cell: str, data: str) -> str:
     """Our column: the first clause (up to ";") that carries a number, without the data set and
     seed counts the conditions line states once, and without notes in parentheses unless they
-    carry a number ("(clean there 53.3%)" stays)."""
+    carry a number ("(clean there 53.3%)" stays). A series ("lambda: zeros: 0: 49%; 0.1: 50%; ...
+    5: 83%") keeps its first and last entries, so that it does not read as its first point alone."""
     bare = re.sub(rf"(^|,\s*){re.escape(data)}(?=[:,]|$)", "", cell).lstrip(",: ")
     bare = without_parentheses(bare, keep=lambda inner: _has_number(inner) and not (inner.startswith(data) or re.fullmatch(r"\d+ seeds?", inner)))
-    return _first_with_number(top_level_parts(bare, ";"))
+    parts = top_level_parts(bare, ";")
+    if len(parts) > 2 and all(re.match(r"[\d.]+: ", p) for p in parts[1:]):
+        return f"{parts[0]} ... {parts[-1]}"
+    return _first_with_number(parts)
 
 
 def compact_verdict(verdict: str) -> str:

@@ -125,3 +125,10 @@ def test_parenthetical_notes_are_dropped_with_the_space_before_them(text, expect
 
 def test_clauses_split_only_outside_parentheses():
     assert readme.top_level_parts("a (b, c); d, e", ",;") == ["a (b, c)", "d", "e"]
+
+
+def test_a_series_keeps_its_first_and_last_entries_and_a_list_of_clauses_its_first_number():
+    series = "lambda: zeros, unexplained variance: 0: 49%, 0.48; 0.1: 50%, 0.49; 5: 83%, 1.21"
+    assert readme.compact_here(series, "CIFAR-10") == "lambda: zeros, unexplained variance: 0: 49%, 0.48 ... 5: 83%, 1.21"
+    clauses = "CIFAR-10, lambda 0.1, 128 images; objective 2.96 above the minimiser"
+    assert readme.compact_here(clauses, "CIFAR-10") == "lambda 0.1, 128 images"
