@@ -50,11 +50,11 @@ def parts_table(params, root: Path) -> str:
     included): finished ones from ``training.json``, an unfinished one from its ``history.csv``."""
     lines = ["| network | CPU | precision | epochs | median epoch | wall time |", "|---|---|---|---|---|---|"]
     hours = quiet_hours = 0.0
-    missing = 0
+    unfinished = 0  # networks of the profile without a history, or still training
     for run, dataset, seed in order(params, None):
         folder = params.run_dir(run, root, dataset, seed)
         if not (folder / "history.csv").is_file():
-            missing += 1
+            unfinished += 1
             continue
         with (folder / "history.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
@@ -65,12 +65,12 @@ def parts_table(params, root: Path) -> str:
         precisions = sorted({r["precision"] for r in rows})
         epochs = f"{len(rows)}" if finished else f"{len(rows)} (unfinished; `resume.pt`)"
         median = statistics.median(float(r["epoch_seconds"]) for r in rows)
-        missing += not finished
+        unfinished += not finished
         quiet_hours += median * len(rows) / 3600
         lines.append(f"| {run} seed {seed} | {', '.join(cpus)} | {', '.join(precisions)} | {epochs} | {median:.1f} s | {seconds / 60:.1f} min |")
     start, end = (m.format(params.profile) for m in MARKERS)
     note = (f"Wall time counts every second of an epoch, pauses for other work on the machine included; the median epoch is "
-            f"the speed on quiet cores. {'In all' if missing == 0 else 'So far'} {hours:.1f} wall-clock hours of 2 CPU cores, "
+            f"the speed on quiet cores. {'In all' if unfinished == 0 else 'So far'} {hours:.1f} wall-clock hours of 2 CPU cores, "
             f"{quiet_hours:.1f} hours at the median epoch's speed.")
     return "\n".join([start, *lines, "", note, end]) + "\n"
 
