@@ -5,16 +5,19 @@ shortcuts, whose blocks are CSC -> BatchNorm -> CSC -> BatchNorm with no ReLU an
 every hidden code there describes its layer's input through that layer's dictionary, so it can
 be pushed back to the pixels one dictionary at a time (undoing each BatchNorm on the way).
 :func:`dictionary_chain` finds, by tracing one forward pass, which CSC layers form such a chain;
-:func:`code_sparsity_per_layer` measures how sparse every layer's code is, and
-:func:`sparsity_against_floor` how much of that the l1 penalty adds to non-negativity alone.
+:func:`code_sparsity_per_layer` measures how sparse every layer's code is,
+:func:`sparsity_on_own_input` how much of that the l1 penalty adds to non-negativity alone (each
+layer on the very input it reads), and :func:`relu_zeros_after_convs` the same depth's zeros in a
+ReLU network, the reference.
 
 How much of an image a reconstruction keeps, measured the same way in chapters 1 and 5 whatever
 the scale of the inputs (normalised in chapter 1, pixel units in chapter 5):
 :func:`unexplained_variance` (1 for the flat image of the image's mean colour, 0 for the image
 itself) and :func:`correlation` (0 for any flat image); :func:`correlation_with_others` is the
 baseline a reconstruction must beat to be *this* image's (what it shares with any image: a frame,
-a bright centre), and :func:`mean_interval` puts a 95% interval on a mean over images. The figures
-of these quantities are in :mod:`sdnet.viz`.
+a bright centre), and :func:`mean_interval` puts a 95% interval on a mean over images;
+:func:`contrast_kept` says how faint a reconstruction is. Chapter 1's comparison of dictionaries at
+equal sparsity is in :mod:`sdnet.reconstruction`; the figures are in :mod:`sdnet.viz`.
 """
 
 from __future__ import annotations
@@ -179,16 +182,75 @@ def code_sparsity_per_layer(model: nn.Module, x: Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def sparsity_against_floor(model: nn.Module, x: Tensor, lam: float) -> dict[str, dict[str, float]]:
-    """Per CSC layer, the fraction of zero code entries at lambda 0 (the floor: a non-negative code
-    is zero wherever its unthresholded value is negative, with no l1 penalty at all), at ``lam``
-    (e.g. the training lambda), and what the penalty adds (``added = at_lam - floor``). The
-    floor is measured with every layer at lambda 0, as the model would run at that lambda."""
-    with csc_lambda(model, 0.0):
-        floor = code_sparsity_per_layer(model, x)
-    with csc_lambda(model, lam):
-        at_lam = code_sparsity_per_layer(model, x)
-    return {name: {"floor": floor[name], "at_lam": at_lam[name], "added": at_lam[name] - floor[name]} for name in floor}
+def csc_inputs(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
+    """What every CSC layer of ``model`` reads when the model runs on ``x`` (eval mode, lambdas as
+    they are set), by layer name."""
+    seen: dict[str, Tensor] = {}
+    hooks = [layer.register_forward_pre_hook(lambda _m, inputs, name=name: seen.__setitem__(name, inputs[0].detach().clone()))
+             for name, layer in csc_layers(model)]
+    try:
+        with evaluating(model):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@torch.no_grad()
+def sparsity_on_own_input(model: nn.Module, x: Tensor, lam: float) -> dict[str, dict[str, float]]:
+    """Per CSC layer, on the very input it reads when the whole model runs at its own lambdas (the
+    training lambda), its code's fraction of zeros at lambda 0 (``floor``: a non-negative code is
+    zero wherever its unthresholded value is negative, with no l1 penalty at all) and at ``lam``
+    (``at_lam``), what the penalty adds (``added``), and the threshold the penalty sets in the
+    first step, ``lam * t`` (``threshold``) and relative to the spread of what it thresholds,
+    ``lam * t / std(t A^T x)`` (``relative threshold``).
+
+    Only that layer's lambda changes: setting every layer to lambda 0 at once would feed each
+    deeper layer a different input, and mix the penalty's effect with the change of input."""
+    rows = {}
+    inputs = csc_inputs(model, x)
+    with evaluating(model):
+        for name, layer in csc_layers(model):
+            zeros = {}
+            for value in (0.0, lam):
+                with csc_lambda(layer, value):
+                    layer(inputs[name])
+                    zeros[value] = layer.sparsity().mean().item()
+            t = layer.step_size.item()
+            first = nn.functional.conv2d(inputs[name].to(layer.weight.dtype), layer.weight, stride=layer.stride, padding=layer.padding)
+            rows[name] = {"floor": zeros[0.0], "at_lam": zeros[lam], "added": zeros[lam] - zeros[0.0],
+                          "threshold": lam * t, "relative threshold": lam / first.std().item()}
+    return rows
+
+
+@torch.no_grad()
+def relu_zeros_after_convs(model: nn.Module, x: Tensor) -> dict[str, float]:
+    """For a ResNet: per 3x3 convolution, in forward order, the fraction of zeros of the first ReLU
+    output after it (BatchNorm, and for a block's second conv the residual sum, in between): the
+    sparsity of a ReLU network's activations at the depth of each CSC layer of its SDNet-All twin
+    (whose codes replace exactly these convolutions). A 3x3 convolution with no ReLU after it
+    before the next one is left out."""
+    events: list[tuple[str, str, float]] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
+            hooks.append(module.register_forward_hook(lambda _m, _i, _o, name=name: events.append(("conv", name, 0.0))))
+        elif isinstance(module, nn.ReLU):
+            hooks.append(module.register_forward_hook(lambda _m, _i, out: events.append(("relu", "", (out == 0).float().mean().item()))))
+    try:
+        with evaluating(model):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    zeros, pending = {}, None
+    for kind, name, value in events:
+        if kind == "conv":
+            pending = name
+        elif pending is not None:
+            zeros[pending], pending = value, None
+    return zeros
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,38 +333,67 @@ def recognisable(x: Tensor, reconstruction: Tensor, by: float = RECOGNISABLE_BY)
 # ---------------------------------------------------------------------------------------------
 
 
+def inside_frame(images: Tensor, border: int) -> Tensor:
+    """``images`` (``[..., H, W]``) without a frame of ``border`` pixels (unchanged for 0).
+
+    The transposed convolutions' zero padding leaves a bright frame on reconstructions from deep
+    codes; statistics taken inside it describe the interior rather than the frame.
+    """
+    h, w = images.shape[-2:]
+    return images[..., border:h - border, border:w - border]
+
+
+def contrast_kept(x: Tensor, reconstruction: Tensor) -> Tensor:
+    """Per image, the spread of the reconstruction around its mean colour relative to the image's:
+    ``||x_hat - mean colour of x_hat|| / ||x - mean colour of x||`` (1: same contrast; 0: flat)."""
+    return _centred(reconstruction).norm(dim=1) / _centred(x).norm(dim=1).clamp_min(1e-12)
+
+
 def layer_reconstruction_table(x: Tensor, reconstructions: list[Tensor], baseline: list[Tensor] | None = None,
-                               names: list[str] | None = None):
-    """One row per layer: how much of the images its reconstructions keep (pandas DataFrame).
+                               names: list[str] | None = None, border: int = 0):
+    """One row per layer: how much of the images its reconstructions keep (pandas DataFrame),
+    measured inside a frame of ``border`` pixels.
+
+    Why the frame: the transposed convolutions' zero padding leaves a bright frame on a deep
+    reconstruction that is the same for every image; once the image-dependent part has faded, the
+    frame is most of a reconstruction's spread, and a correlation over the whole image would
+    measure the frame, not the code.
 
     Columns: ``correlation`` with its own image (mean over images), ``with other images`` (the
     baseline of :func:`correlation_with_others`), ``difference`` with its 95% interval
-    (``difference low``, ``difference high``), ``recognisable`` (:func:`recognisable`) and, with
-    ``baseline`` (the same layers' reconstructions by a network that was not trained),
-    ``untrained network`` (its correlation with its own image)."""
+    (``difference low``, ``difference high``), ``recognisable`` (:func:`recognisable`),
+    ``contrast kept`` (median of :func:`contrast_kept`: how faint the reconstruction is),
+    ``whole image`` (the correlation with the frame included) and, with ``baseline`` (the same
+    layers' reconstructions by a network that was not trained), ``untrained network`` (its
+    correlation with its own image)."""
     import pandas as pd
 
+    xi = inside_frame(x, border)
     rows = []
     for l, r in enumerate(reconstructions):
-        own, others = correlation(x, r), correlation_with_others(x, r)
+        ri = inside_frame(r, border)
+        own, others = correlation(xi, ri), correlation_with_others(xi, ri)
         gap = mean_interval(own - others)
         row = {"layer": names[l] if names else f"L{l}", "correlation": own.mean().item(), "with other images": others.mean().item(),
-               "difference": gap.mean, "difference low": gap.low, "difference high": gap.high, "recognisable": gap.low >= RECOGNISABLE_BY}
+               "difference": gap.mean, "difference low": gap.low, "difference high": gap.high, "recognisable": gap.low >= RECOGNISABLE_BY,
+               "contrast kept": contrast_kept(xi, ri).median().item(), "whole image": correlation(x, r).mean().item()}
         if baseline is not None:
-            row["untrained network"] = correlation(x, baseline[l]).mean().item()
+            row["untrained network"] = correlation(xi, inside_frame(baseline[l], border)).mean().item()
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def recognisable_verdict(table) -> str:
-    """The verdict on "hidden codes keep the image recognisable" from :func:`layer_reconstruction_table`:
-    holds when every layer's reconstruction is recognisable, weak when only the first layers' are
-    (it says up to which), does not hold when not even the stem's is."""
+def recognisable_verdict(table, border: int = 0) -> str:
+    """The verdict on "hidden codes keep the image recognisable" from :func:`layer_reconstruction_table`
+    (measured inside a frame of ``border`` pixels, which the verdict states): holds when every
+    layer's reconstruction is recognisable, weak when only the first layers' are (it says up to
+    which), does not hold when not even the stem's is."""
+    where = f" inside a {border}-pixel frame" if border else ""
     flags = table["recognisable"].tolist()
     last = len(flags) - 1
     upto = flags.index(False) - 1 if False in flags else last
     if upto == last:
-        return (f"holds: the reconstructions of every layer (0-{last}) correlate with their own image better than "
+        return (f"holds: the reconstructions of every layer (0-{last}) correlate with their own image{where} better than "
                 f"with other images by at least {RECOGNISABLE_BY:g} (95% interval)")
     lost = table.iloc[upto + 1]
     why = (f"layer {upto + 1}'s reconstructions correlate with their own image {lost['correlation']:.3f}, "
@@ -311,27 +402,8 @@ def recognisable_verdict(table) -> str:
         return f"does not hold: not even the stem's reconstruction is recognisable; {why}"
     again = [str(l) for l in range(upto + 2, last + 1) if flags[l]]
     deeper = f"; deeper layers {', '.join(again)} are recognisable again" if again else "; no deeper layer's is recognisable"
-    return (f"weak: recognisable (correlation with their own image above that with other images by at least "
+    return (f"weak: recognisable (correlation with their own image{where} above that with other images by at least "
             f"{RECOGNISABLE_BY:g}, 95% interval) up to layer {upto} of {last} only; {why}{deeper}")
-
-
-def reconstruction_verdict(learned: Tensor, random: Tensor, sparsity: float, floor: float) -> str:
-    """Chapter 1's verdict on "a sparse code that reconstructs the input": per image unexplained
-    variance (:func:`unexplained_variance`) of the learned dictionary's code and of a random
-    dictionary's at the same lambda and steps; the code's fraction of zeros and its floor at
-    lambda 0. Reconstructs: below the image's mean colour (1) and below the random dictionary,
-    both with 95% intervals; sparse: at least :data:`SPARSER_BY` more zeros than the floor."""
-    ours, gain = mean_interval(learned), mean_interval(learned - random)
-    numbers = (f"{100 * ours.mean:.0f}% of the images' variance left unexplained (95% interval {100 * ours.low:.0f}-"
-               f"{100 * ours.high:.0f}%), against 100% for the image's mean colour and {100 * random.mean().item():.0f}% "
-               f"for a random dictionary; {100 * sparsity:.0f}% zeros, {100 * floor:.0f}% at lambda 0")
-    if ours.high >= 1:
-        return f"does not hold: {numbers}"
-    if gain.high >= 0:
-        return f"weak: {numbers}; no better than a random dictionary"
-    if sparsity - floor < SPARSER_BY:
-        return f"weak: {numbers}; it reconstructs, but its zeros come from non-negativity, not from the penalty"
-    return f"holds: {numbers}"
 
 
 # The l1 penalty "makes a code sparse" where it adds at least this fraction of zeros to the floor
@@ -339,18 +411,19 @@ def reconstruction_verdict(learned: Tensor, random: Tensor, sparsity: float, flo
 SPARSER_BY = 0.05
 
 
-def sparsity_verdict(sparsity: dict[str, dict[str, float]], lam: float) -> str:
-    """The verdict on "every CSC layer's code is sparse" from :func:`sparsity_against_floor`: the
-    zeros at ``lam`` judged against the floor at lambda 0, layer by layer."""
-    added = [s["added"] for s in sparsity.values()]
-    at_lam = [s["at_lam"] for s in sparsity.values()]
-    floor = [s["floor"] for s in sparsity.values()]
-    numbers = (f"{100 * min(at_lam):.0f}% to {100 * max(at_lam):.0f}% zeros at lambda {lam:g}, "
-               f"{100 * min(floor):.0f}% to {100 * max(floor):.0f}% at lambda 0 (non-negativity alone); "
-               f"the penalty adds {100 * min(added):.1f} to {100 * max(added):.1f} points")
+def sparsity_verdict(networks: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The verdict on "the l1 penalty makes every CSC layer's code sparse", from
+    :func:`sparsity_on_own_input` of each network (by name): the zeros the penalty adds to the floor
+    of non-negativity alone, on each layer's own input. Holds when it adds at least
+    :data:`SPARSER_BY` in every layer of every network, weak when it adds some zeros everywhere but
+    less than that somewhere, does not hold when some layer's code is no sparser than at lambda 0."""
+    added = [s["added"] for layers in networks.values() for s in layers.values()]
+    mean = sum(added) / len(added)
+    numbers = (f"the penalty adds {100 * min(added):.1f} to {100 * max(added):.1f} points of zeros beyond non-negativity "
+               f"(mean {100 * mean:.1f}; {len(added)} CSC layers of {len(networks)} networks)")
     if all(a >= SPARSER_BY for a in added):
         return f"holds: {numbers}, at least {100 * SPARSER_BY:.0f} in every layer"
     if all(a > 0 for a in added):
         below = sum(a < SPARSER_BY for a in added)
-        return f"weak: {numbers}; in {below} of {len(added)} layers less than {100 * SPARSER_BY:.0f}: most zeros come from non-negativity"
-    return f"does not hold: {numbers}; some layer is no sparser than at lambda 0"
+        return f"weak: {numbers}; less than {100 * SPARSER_BY:.0f} in {below} of {len(added)} layers"
+    return f"does not hold: {numbers}; some layer's code is no sparser than at lambda 0"

@@ -31,11 +31,16 @@ class CscLayerParams(Section):
     max_steps: int
     lambdas: list[float]
     images: int
+    curve_lambdas: list[float]
+    random_dictionaries: int
 
     def check(self, where: str = "") -> None:
         self.need(self.max_steps >= 2, "max_steps", "an integer >= 2", where)
         self.need(bool(self.lambdas) and all(v >= 0 for v in self.lambdas), "lambdas", "a non-empty list of numbers >= 0", where)
-        self.need(self.images >= 1, "images", "an integer >= 1", where)
+        self.need(self.images >= 2, "images", "an integer >= 2", where)
+        self.need(len(self.curve_lambdas) >= 2 and all(v >= 0 for v in self.curve_lambdas) and self.curve_lambdas == sorted(set(self.curve_lambdas)),
+                  "curve_lambdas", "at least two distinct numbers >= 0, increasing", where)
+        self.need(self.random_dictionaries >= 2, "random_dictionaries", "an integer >= 2", where)
 
 
 @dataclass(frozen=True)

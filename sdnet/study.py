@@ -135,6 +135,13 @@ class Study:
             raise CheckpointError(f"{self.checkpoint(run, dataset, seed)} stopped at epoch {ckpt['epoch']} of {ckpt['config']['epochs']}: finish it with `dvc repro`")
         return model, ckpt
 
+    def load_models(self, run: str, device: str | torch.device | None = None) -> list[tuple[str, Any]]:
+        """Every network of ``run`` at the active profile as ``(label, model)``: one per seed it
+        trains (``"seed 0"``, ...) on its first dataset, or the one file it gives (``"given"``)."""
+        if self.released(run) is not None:
+            return [("given", self.load_file(run, device)[0])]
+        return [(f"seed {s}", self.load_model(run, seed=s, device=device)[0]) for s in self.train.seeds_for(run)]
+
     def load_file(self, run: str, device: str | torch.device | None = None):
         """``(model, checkpoint)`` of the file the profile gives for ``run``: a checkpoint this
         project wrote (a finished training run), or one of the authors' released files
@@ -233,7 +240,7 @@ class Study:
         line = self.compared_with_earlier(chapter, table) if self.profile.earlier is not None else None
         self.save_table(table, chapter, "verdict", footer=line)
         if line:
-            print(line)
+            _show_markdown(line)
         return table
 
     def compared_with_earlier(self, chapter: str, verdicts) -> str:
@@ -269,6 +276,19 @@ class Study:
     def results(self, name: str) -> Path:
         """``results/<name>/``: the folder a computing stage writes and a chapter reads."""
         return self.reports / "results" / name
+
+
+def _show_markdown(text: str) -> None:
+    """``text`` rendered as Markdown in a notebook, printed elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown(text))
+    else:
+        print(text)
 
 
 def verdict_kind(verdict: str) -> str:

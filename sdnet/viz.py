@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from sdnet.analysis import contrast_kept, inside_frame
 from sdnet.csc import CSCConv2d
 from sdnet.robustness import LambdaFit, best_lambda
 
@@ -37,21 +38,22 @@ def atom_images(layer_or_weight: CSCConv2d | nn.Conv2d | Tensor) -> Tensor:
     return ((w - lo) / (hi - lo).clamp_min(1e-12)).permute(0, 2, 3, 1)
 
 
-def plot_atoms(layer_or_weight: CSCConv2d | nn.Conv2d | Tensor, ncols: int = 16, title: str | None = None) -> Figure:
+def plot_atoms(layer_or_weight: CSCConv2d | nn.Conv2d | Tensor, ncols: int | None = None, title: str | None = None) -> Figure:
     """The dictionary atoms as a grid of images: RGB for 3 input channels, otherwise the mean
-    over channels in grey."""
+    over channels in grey. ``ncols`` defaults to a square grid (16 atoms: 4 x 4)."""
     atoms = atom_images(layer_or_weight)
     n = len(atoms)
-    ncols = max(1, min(ncols, n))
+    ncols = max(1, min(ncols or math.ceil(math.sqrt(n)), n))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(0.5 * ncols, 0.5 * nrows + (0.4 if title else 0)), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(0.55 * ncols + 0.2, 0.55 * nrows + (0.45 if title else 0.1)), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             atom = atoms[i] if atoms.shape[-1] == 3 else atoms[i].mean(-1)
             ax.imshow(atom.numpy(), cmap=None if atoms.shape[-1] == 3 else "gray", vmin=0, vmax=1, interpolation="nearest")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.3, h_pad=0.15, w_pad=0.15)
     return fig
 
 
@@ -60,14 +62,15 @@ def plot_atoms(layer_or_weight: CSCConv2d | nn.Conv2d | Tensor, ncols: int = 16,
 # ---------------------------------------------------------------------------------------------
 
 
-def inside_frame(images: Tensor, border: int) -> Tensor:
-    """``images`` (``[..., H, W]``) without a frame of ``border`` pixels (unchanged for 0).
-
-    The transposed convolutions' zero padding leaves a bright frame on reconstructions from deep
-    codes; statistics taken inside it describe the interior rather than the frame.
-    """
-    h, w = images.shape[-2:]
-    return images[..., border:h - border, border:w - border]
+def stretch_around_mean(image: Tensor, border: int = 0, spread: float = 2.5) -> Tensor:
+    """One panel for display: each channel minus its mean and divided by the panel's standard
+    deviation, both taken inside a frame of ``border`` pixels, mapped so that ``spread`` standard
+    deviations reach 0 and 1 (0.5 is the mean colour). Whatever structure a faint reconstruction
+    keeps fills the panel, and a colour cast (a different mean per channel) does not."""
+    inner = inside_frame(image, border)
+    centred = image - inner.mean(dim=(-2, -1), keepdim=True)
+    scale = inside_frame(centred, border).std().clamp_min(1e-12)
+    return (0.5 + centred / (2 * spread * scale)).clamp(0, 1)
 
 
 def plot_layer_reconstructions(
@@ -84,10 +87,11 @@ def plot_layer_reconstructions(
 
     The panels of one image fill a row, or with ``per_row`` wrap onto several rows of that many
     panels (so that 18 panels stay readable at page width: two rows of 9). Pixel values are clipped
-    to [0, 1]; ``rescale=True`` min-max scales every image on its own instead, which shows the
-    structure left in low-contrast reconstructions of deep layers. With ``border`` > 0 that range
-    is taken inside a frame of ``border`` pixels, so that the bright edges zero padding leaves on
-    deep reconstructions do not flatten their interior.
+    to [0, 1]; ``rescale=True`` stretches every reconstruction on its own instead
+    (:func:`stretch_around_mean`, inside a frame of ``border`` pixels so that the bright edges zero
+    padding leaves on deep reconstructions do not set the range) and writes in its title how much
+    contrast it kept (:func:`sdnet.analysis.contrast_kept` inside the frame: "x0.05" is a
+    reconstruction 20 times fainter than its image).
     """
     n_images = min(n_images, len(x))
     panels = [x, *reconstructions]
@@ -99,14 +103,14 @@ def plot_layer_reconstructions(
         ax.axis("off")
     for j, batch in enumerate(panels):
         for i in range(n_images):
-            image = batch[i].detach().float().cpu()
-            if rescale:
-                inside = inside_frame(image, border)
-                image = (image - inside.min()) / (inside.max() - inside.min()).clamp_min(1e-12)
+            image, title = batch[i].detach().float().cpu(), titles[j]
+            if rescale and j > 0:
+                kept = contrast_kept(inside_frame(x[i:i + 1].float().cpu(), border), inside_frame(image[None], border)).item()
+                image, title = stretch_around_mean(image, border), f"{title} ×{kept:.2g}"
             image = image.clamp(0, 1).permute(1, 2, 0).numpy()
             ax = axes[i * rows_per_image + j // cols, j % cols]
             ax.imshow(image if image.shape[-1] == 3 else image.mean(-1), cmap=None if image.shape[-1] == 3 else "gray")
-            ax.set_title(titles[j], fontsize=7, pad=2)
+            ax.set_title(title, fontsize=7, pad=2)
     fig.tight_layout(h_pad=0.3, w_pad=0.2)
     return fig
 
@@ -116,19 +120,60 @@ def plot_layer_reconstructions(
 # ---------------------------------------------------------------------------------------------
 
 
-def plot_sparsity(sparsity: dict[str, float], floor: dict[str, float] | None = None, lam: float | None = None) -> Figure:
-    """Bar plot of :func:`sdnet.analysis.code_sparsity_per_layer`, layers in forward order; with
-    ``floor`` (the same at lambda 0, :func:`sdnet.analysis.sparsity_against_floor`) drawn in grey
-    in front, so that each bar's coloured top is what the l1 penalty at ``lam`` adds."""
+def plot_sparsity(sparsity: dict[str, float], floor: dict[str, float] | None = None, lam: float | None = None,
+                  reference: dict[str, float] | None = None, reference_label: str = "ResNet-18 after ReLU") -> Figure:
+    """Bar plot of the fraction of zero code entries per CSC layer, layers in forward order; with
+    ``floor`` (the same layers at lambda 0, :func:`sdnet.analysis.sparsity_on_own_input`) drawn in
+    grey in front, so that each bar's coloured top is what the l1 penalty at ``lam`` adds; with
+    ``reference`` (e.g. :func:`sdnet.analysis.relu_zeros_after_convs`, one value per layer in the
+    same order) as black ticks."""
     fig, ax = plt.subplots(figsize=(max(4.0, 0.4 * len(sparsity)), 3.0))
     ax.bar(range(len(sparsity)), list(sparsity.values()), label=f"at lambda {lam:g}" if lam is not None else None)
     if floor is not None:
         ax.bar(range(len(floor)), [floor[name] for name in sparsity], color="0.6", label="at lambda 0 (non-negativity alone)")
+    if reference is not None:
+        ax.scatter(range(len(reference)), list(reference.values()), marker="_", s=200, color="black", zorder=3, label=reference_label)
+    if floor is not None or reference is not None:
         ax.legend(fontsize=7, loc="upper left")
     ax.set_xticks(range(len(sparsity)), list(sparsity), rotation=90, fontsize=7)
-    ax.set(ylabel="fraction of zero code entries", ylim=(0, 1))
+    ax.set(ylabel="fraction of zero entries", ylim=(0, 1))
     fig.tight_layout()
     return fig
+
+
+def plot_sparsity_curves(two_steps: dict[str, list], converged: dict[str, list], mark: float | None = None) -> Figure:
+    """Chapter 1's comparison at equal sparsity: a dictionary's reconstruction error against its
+    code's fraction of zeros as lambda varies (:class:`sdnet.reconstruction.Curve`), at 2 steps
+    (left) and at convergence (right). ``two_steps``/``converged`` map a label to its curves: a
+    label with one curve is a line, with several (random dictionaries) a band from the lowest to
+    the highest error at each fraction of zeros, with their mean. ``mark``: a fraction of zeros
+    drawn as a dotted line (where the verdict compares)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), sharey=True)
+    for ax, groups, title in ((axes[0], two_steps, "2 steps (as SDNet)"), (axes[1], converged, "converged")):
+        for k, (label, curves) in enumerate(groups.items()):
+            color = f"C{k}"
+            if len(curves) == 1:
+                c = curves[0]
+                ax.plot(c.zeros.mean(1), c.error.mean(1), "o-", ms=3, color=color, label=label)
+                continue
+            grid = np.linspace(max(c.zeros.mean(1).min().item() for c in curves), min(c.zeros.mean(1).max().item() for c in curves), 60)
+            values = np.array([[np.interp(g, *_sorted(c)) for g in grid] for c in curves])
+            ax.fill_between(grid, values.min(0), values.max(0), color=color, alpha=0.2, lw=0)
+            ax.plot(grid, values.mean(0), "--", color=color, label=f"{label} (mean, band: range)")
+        if mark is not None:
+            ax.axvline(mark, color="gray", ls=":", lw=1)
+        ax.set(title=title, xlabel="fraction of zero code entries", xlim=(0, 1))
+    axes[0].set(ylabel="error after the best scaling\n(1 - correlation²)")
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _sorted(curve) -> tuple[np.ndarray, np.ndarray]:
+    """A curve's mean zeros (increasing) and mean error, for ``np.interp``."""
+    zeros, error = curve.zeros.double().mean(1).numpy(), curve.error.double().mean(1).numpy()
+    order = np.argsort(zeros, kind="stable")
+    return zeros[order], error[order]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +364,16 @@ def plot_tradeoff(curves: pd.DataFrame, y: str, *, ylabel: str, points: pd.DataF
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def one_per_class(labels: Tensor | Sequence[int], count: int = 4) -> list[int]:
+    """Indices of ``count`` images of different classes, the classes spread over those present
+    (e.g. classes 0, 3, 6, 9 of ten): the first image of each, for figures that show a few."""
+    labels = [int(v) for v in labels]
+    classes = sorted(set(labels))
+    n = min(count, len(classes))
+    picked = [classes[round(i * (len(classes) - 1) / max(n - 1, 1))] for i in range(n)]
+    return [labels.index(c) for c in dict.fromkeys(picked)]
 
 
 def stretch(images: Tensor) -> Tensor:

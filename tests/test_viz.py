@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from sdnet import CSCConv2d, viz
+from sdnet.reconstruction import Curve
 from sdnet.robustness import LambdaFit, best_lambda
 
 
@@ -31,7 +32,9 @@ def test_atom_images_are_scaled_per_atom():
 def test_plot_atoms_grid():
     fig = viz.plot_atoms(CSCConv2d(3, 20, 3), ncols=8, title="atoms")
     assert isinstance(fig, Figure) and len(fig.axes) == 24  # 3 rows of 8, the last 4 empty
-    assert len(viz.plot_atoms(torch.randn(5, 1, 3, 3)).axes) == 5  # grey for one input channel
+    assert len(viz.plot_atoms(torch.randn(5, 1, 3, 3)).axes) == 6  # grey for one input channel; 2 rows of 3
+    square = viz.plot_atoms(torch.randn(16, 3, 3, 3))  # by default a square grid, not a strip
+    assert len(square.axes) == 16 and square.get_size_inches()[0] < 2 * square.get_size_inches()[1]
 
 
 def sweep_table() -> pd.DataFrame:
@@ -60,6 +63,9 @@ def test_figures_render(tmp_path):
     ])
     labels = [f"{n} {s}" for n, s in zip(points.noise, points.severity)]
     images = torch.rand(3, 3, 8, 8)
+    curve = Curve("stem", 2, (0.0, 0.1, 1.0), torch.tensor([[0.5, 0.5], [0.6, 0.7], [0.9, 0.9]]), torch.tensor([[0.1, 0.1], [0.2, 0.2], [0.5, 0.6]]),
+                  torch.zeros(3, 2), torch.zeros(3, 2), 10.0)
+    other = Curve("random", 2, (0.0, 0.1, 1.0), curve.zeros, curve.error + 0.1, torch.zeros(3, 2), torch.zeros(3, 2), 5.0)
     figures = {
         "accuracy_vs_lambda": viz.plot_accuracy_vs_lambda(table, "sdnet", 0.1, baseline=table[table.model == "resnet"]),
         "best_lambda_from_best": viz.plot_best_lambda_vs_severity(best, "sdnet"),
@@ -69,7 +75,9 @@ def test_figures_render(tmp_path):
         "sparsity": viz.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}),
         "reconstructions": viz.plot_layer_reconstructions(images, [images, images], ["L0", "L1"]),
         "reconstructions_rescaled": viz.plot_layer_reconstructions(images, [0.01 * images], rescale=True),
-        "sparsity_with_floor": viz.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}, {"conv1": 0.5, "layer1.0.conv1": 0.5}, 0.1),
+        "sparsity_with_floor": viz.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}, {"conv1": 0.5, "layer1.0.conv1": 0.5}, 0.1,
+                                                 reference={"conv1": 0.4, "layer1.0.conv1": 0.7}),
+        "error_vs_zeros": viz.plot_sparsity_curves({"stem": [curve], "random": [curve, other]}, {"stem": [curve]}, mark=0.6),
         "curves": viz.plot_training_curves({"loss": {"a": pd.DataFrame({"mean": [2.0, 1.0], "low": [1.9, 0.9], "high": [2.1, 1.1]}, index=[1, 2])}}),
     }
     for name, fig in figures.items():
@@ -82,23 +90,39 @@ def test_figures_render(tmp_path):
 
 
 def test_rescaled_reconstructions_take_their_range_inside_the_border():
-    # A faint pattern inside a bright frame (what zero padding leaves on deep reconstructions):
-    # rescaled over the whole image the pattern stays near black, inside the frame it spans [0, 1].
-    pattern = torch.linspace(0, 0.01, 16).reshape(1, 1, 4, 4).expand(1, 3, 4, 4)
+    # A faint pattern inside a bright frame (what zero padding leaves on deep reconstructions),
+    # with a colour cast: stretched inside the frame, the pattern spans the range in every channel
+    # and the cast is gone; the title says how much contrast it kept.
+    pattern = torch.linspace(0, 0.01, 16).reshape(1, 1, 4, 4).expand(1, 3, 4, 4) + torch.tensor([0.0, 0.3, 0.0]).view(1, 3, 1, 1)
     framed = torch.ones(1, 3, 8, 8)
     framed[..., 2:6, 2:6] = pattern
+    image = torch.zeros(1, 3, 8, 8)
+    image[..., 2:6, 2:6] = torch.linspace(0, 1, 16).reshape(1, 1, 4, 4)
     shown = {}
     for border in (0, 2):
-        fig = viz.plot_layer_reconstructions(framed, [framed], rescale=True, border=border)
+        fig = viz.plot_layer_reconstructions(image, [framed], rescale=True, border=border)
         shown[border] = torch.from_numpy(fig.axes[1].images[0].get_array().data)[2:6, 2:6]
-    assert shown[0].max() < 0.02
-    assert shown[2].min() == pytest.approx(0) and shown[2].max() == pytest.approx(1)
+        title = fig.axes[1].get_title()
+    spread = shown[0].amax(dim=(0, 1)) - shown[0].amin(dim=(0, 1))  # per channel
+    assert (spread < 0.05).all()  # over the whole image the frame sets the spread
+    assert shown[2].max() - shown[2].min() > 0.6
+    assert torch.allclose(shown[2][..., 0], shown[2][..., 1], atol=1e-6)  # the cast of channel 1 is removed
+    assert title == "layer 0 ×0.01"
 
 
-def test_inside_frame_drops_the_border_on_the_last_two_axes():
-    images = torch.arange(2 * 3 * 6 * 5.0).reshape(2, 3, 6, 5)
-    assert torch.equal(viz.inside_frame(images, 0), images)
-    assert torch.equal(viz.inside_frame(images, 2), images[..., 2:4, 2:3])
+def test_stretch_around_mean_centres_each_channel_and_scales_by_the_spread():
+    torch.manual_seed(0)
+    image = torch.randn(3, 6, 6) * 1e-4 + torch.tensor([0.2, 0.5, 0.9]).view(3, 1, 1)
+    shown = viz.stretch_around_mean(image, spread=2.5)
+    assert torch.allclose(shown.mean(dim=(1, 2)), torch.full((3,), 0.5), atol=0.05)
+    centred = image - image.mean(dim=(1, 2), keepdim=True)
+    assert torch.allclose(shown, (0.5 + centred / (5 * centred.std())).clamp(0, 1), atol=1e-6)
+
+
+def test_one_per_class_spreads_the_classes():
+    labels = [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3 + [4] * 3
+    assert viz.one_per_class(labels, 3) == [0, 6, 12]  # classes 0, 2, 4
+    assert viz.one_per_class([5, 5, 7], 4) == [0, 2]  # fewer classes than asked: each once
 
 
 def test_layer_reconstructions_wrap_onto_rows_of_per_row_panels():
