@@ -4,6 +4,7 @@
     python -m sdnet.pipeline run --profile fast        # the computing stages, without DVC or Jupyter
     python -m sdnet.pipeline repro                     # dvc repro, one line per stage, the rest in logs/
     python -m sdnet.pipeline outs train@sdnet18        # the paths a stage writes (one a line)
+    python -m sdnet.pipeline own cpu [--write]         # reports/cpu/dvc.yaml: profile cpu's own pipeline
 
 dvc.yaml is the single description of the study; this module reads it (expanding ``${...}``
 variables from params.yaml and ``foreach`` loops, as DVC does) rather than restating it.
@@ -13,6 +14,16 @@ every ``sdnet`` module its command or notebook imports, directly or through othe
 imports inside functions: they run when the function does). :func:`stage_code` computes that set
 from the source (:func:`sdnet.provenance.code_dependencies`); the test suite checks it against
 dvc.yaml, and ``deps`` prints it (``--write`` puts it into dvc.yaml).
+
+*A committed study's own pipeline.* dvc.yaml runs the active profile (params.yaml ``profile``)
+and its lock file is the root dvc.lock. A study committed with its results (``reports/cpu/``)
+has its own pipeline file, ``reports/<profile>/dvc.yaml``: the same stages at that profile, run
+from the repository root, with its own lock file beside it (:func:`own_pipeline`). So
+``dvc repro reports/cpu/dvc.yaml`` compares the cpu study with the lock of its run, and a change
+to one chapter reruns that chapter alone, whatever the active profile; no lock file is ever
+swapped, and the two can never be mixed: with ``profile: cpu`` the root pipeline would write the
+same outputs as reports/cpu/dvc.yaml, and DVC refuses to run either (overlapping outputs). The
+file is generated from dvc.yaml (``deps --write`` regenerates it; the tests check it matches).
 
 *Runner.* On a bare GPU box (no DVC, no Jupyter) :func:`run` executes the stages whose command is
 a ``python -m sdnet...`` command, in dvc.yaml's order, with exactly the commands and outputs of
@@ -289,6 +300,60 @@ def write_code_deps(root: str | Path | None = None) -> bool:
     return changed
 
 
+def own_pipeline_path(root: str | Path, profile: str) -> Path:
+    """Where a committed study's own pipeline file lives: ``reports/<profile>/dvc.yaml``."""
+    return Path(root) / "reports" / profile / "dvc.yaml"
+
+
+def own_pipelines(root: str | Path) -> list[str]:
+    """The profiles that have their own pipeline file, sorted."""
+    return sorted(p.parent.name for p in (Path(root) / "reports").glob("*/dvc.yaml"))
+
+
+def own_pipeline(root: str | Path, profile: str) -> str:
+    """The text of ``reports/<profile>/dvc.yaml``: dvc.yaml's stages with ``profile`` fixed to
+    ``profile`` (a variable of the file, no longer a parameter the stages read: the root's
+    ``profile`` can change without touching this study) and run from the repository root
+    (``wdir: ../..``, so that every path, params.yaml included, means what it means in dvc.yaml)."""
+    root = repo_root(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    if profile not in params.get("profiles", {}):
+        raise SystemExit(f"params.yaml has no profile {profile!r}; its profiles: {', '.join(params.get('profiles', {}))}")
+    pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
+    if pipeline.get("vars") != ["params.yaml"]:
+        raise SystemExit("dvc.yaml must take its variables from params.yaml alone (`vars: [params.yaml]`)")
+    stages = {}
+    for name, spec in pipeline["stages"].items():
+        body = dict(spec["do"] if "foreach" in spec else spec)
+        body = {"wdir": "../..", **body, "params": [p for p in body.get("params", []) if p != "profile"]}
+        stages[name] = {"foreach": spec["foreach"], "do": body} if "foreach" in spec else body
+    header = (
+        f"# The `{profile}` study's own pipeline: the stages of dvc.yaml at profile `{profile}`, run from the\n"
+        f"# repository root, with the lock file of its run beside this file (reports/{profile}/dvc.lock).\n"
+        f"#   dvc repro reports/{profile}/dvc.yaml                       run what is out of date\n"
+        f"#   dvc exp run reports/{profile}/dvc.yaml -S profiles.{profile}.<section>.<key>=<value>\n"
+        f"# Generated from dvc.yaml by `python -m sdnet.pipeline own {profile} --write` (and by `deps --write`):\n"
+        f"# edit dvc.yaml, not this file.\n"
+    )
+    body = yaml.safe_dump({"vars": ["../../params.yaml:runs,profiles", {"profile": profile}], "stages": stages},
+                          sort_keys=False, width=120)
+    return header + body
+
+
+def write_own_pipelines(root: str | Path | None = None, profiles: list[str] | None = None) -> list[str]:
+    """(Re)write the own pipeline file of ``profiles`` (default: those that have one); returns the
+    profiles whose file changed."""
+    root = repo_root(root)
+    changed = []
+    for profile in own_pipelines(root) if profiles is None else profiles:
+        path, text = own_pipeline_path(root, profile), own_pipeline(root, profile)
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            changed.append(profile)
+    return changed
+
+
 @command_line
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m sdnet.pipeline", description=__doc__.split("\n\n")[0])
@@ -306,8 +371,18 @@ def main(argv: list[str] | None = None) -> None:
     o.add_argument("stages", nargs="+", help="stage names, e.g. train@sdnet18 or train")
     o.add_argument("--profile", default=None, help="default: params.yaml's `profile`")
     d = sub.add_parser("deps", help="print the sdnet files each stage imports, and where dvc.yaml differs")
-    d.add_argument("--write", action="store_true", help="rewrite the sdnet lines of dvc.yaml's deps to match")
+    d.add_argument("--write", action="store_true", help="rewrite the sdnet lines of dvc.yaml's deps to match (and the own pipelines)")
+    w = sub.add_parser("own", help="a committed study's own pipeline file, reports/<profile>/dvc.yaml, generated from dvc.yaml")
+    w.add_argument("profile")
+    w.add_argument("--write", action="store_true", help="write it (default: print it)")
     args = p.parse_args(argv)
+    if args.command == "own":
+        if args.write:
+            write_own_pipelines(profiles=[args.profile])
+            print(f"{own_pipeline_path(repo_root(), args.profile).relative_to(repo_root())} written")
+        else:
+            print(own_pipeline(repo_root(), args.profile), end="")
+        return
     if args.command == "run":
         if args.set:
             set_params(repo_root(), args.set)
@@ -321,6 +396,8 @@ def main(argv: list[str] | None = None) -> None:
     root = repo_root()
     if args.write:
         print("dvc.yaml updated" if write_code_deps(root) else "dvc.yaml was up to date")
+        for profile in write_own_pipelines(root):
+            print(f"{own_pipeline_path(root, profile).relative_to(root)} regenerated")
     wrong = 0
     for stage in load_stages(root):
         needed, declared = stage_code(root, stage), declared_code(root, stage)

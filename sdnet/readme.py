@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from sdnet.config import command_line
-from sdnet.stale import find_marked
+from sdnet.stale import find_marked, lock_path
 from sdnet.stages.summarize import SECTIONS
 from sdnet.study import repo_root, verdict_kind
 
@@ -140,15 +140,15 @@ def _count(n: int, noun: str) -> str:
 
 
 def recorded_params(root: Path, profile: str) -> dict:
-    """The parameters ``train@resnet18`` ran with, as the study's lock file recorded them: a
-    committed study's ``reports/<profile>/dvc.lock``, or the top-level dvc.lock of the default
-    profile's run."""
-    for lock_file in (root / "reports" / profile / "dvc.lock", root / "dvc.lock"):
-        if lock_file.is_file():
-            recorded = yaml.safe_load(lock_file.read_text())["stages"]["train@resnet18"]["params"]["params.yaml"]
-            if recorded.get("profile") == profile:
-                return recorded
-    raise SystemExit(f"no lock file records a run of profile {profile!r} (reports/{profile}/dvc.lock or dvc.lock)")
+    """The parameters ``train@resnet18`` ran with, as the study's lock file recorded them (a
+    committed study's ``reports/<profile>/dvc.lock``, or dvc.lock for the active profile)."""
+    lock_file = lock_path(root, profile)
+    if not lock_file.is_file():
+        raise SystemExit(f"no lock file records a run of profile {profile!r} ({lock_file.relative_to(root)})")
+    recorded = yaml.safe_load(lock_file.read_text())["stages"]["train@resnet18"]["params"]["params.yaml"]
+    if f"profiles.{profile}.train" not in recorded:
+        raise SystemExit(f"{lock_file.relative_to(root)} records no run of profile {profile!r}")
+    return recorded
 
 
 def conditions(root: Path, profile: str) -> tuple[str, str]:

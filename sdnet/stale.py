@@ -3,7 +3,8 @@
     python -m sdnet.stale cpu            # which stages of reports/cpu today's code would change
     python -m sdnet.stale cpu --write    # declare it at the top of reports/cpu/RESULTS.md and README.md
 
-A committed study (``reports/<profile>/`` with the ``dvc.lock`` of its run) takes hours to rerun,
+A committed study (``reports/<profile>/`` with its own pipeline file and the ``dvc.lock`` of its
+run beside it, :func:`sdnet.pipeline.own_pipeline`) takes hours to rerun,
 and a change to the code it ran (a faster CSC layer, say) makes its numbers those of older code.
 Such a change may land before the rerun, but not silently: the first lines of the study's
 RESULTS.md then say which stages would change and through which files, which commit made them,
@@ -12,9 +13,11 @@ there. ``tests/test_reports.py`` accepts exactly that declared state: the notice
 the stages whose code or parameters changed, and the outputs, notice aside, must be those the
 lock file recorded. The rerun removes both notices (``--write`` with nothing stale).
 
-Which stages are stale is what DVC says of a copy of the repository with the study's lock file
-and parameters in place: a stage whose ``deps`` (the sdnet modules it imports, its notebook, its
-parameters) changed since the run.
+Which stages are stale is what ``dvc status`` says of the study's pipeline file: a stage whose
+``deps`` (the sdnet modules it imports, its notebook, its parameters) changed since the run. The
+same status names outputs that differ from what the lock file recorded (:func:`edited_outputs`):
+results edited by hand, or committed beside another run's lock file. The command reports them
+and fails, for every committed profile (the active one's lock file is the root dvc.lock).
 """
 
 from __future__ import annotations
@@ -35,15 +38,41 @@ from sdnet.config import command_line
 from sdnet.study import repo_root
 
 # Copied neither into the scratch repository nor compared: local state and data, not results.
-_LOCAL = {".venv", ".git", ".dvc", "dvc.lock", "__pycache__", ".pytest_cache", "logs", "models", "gpu-results"}
+_LOCAL = {".venv", ".git", ".dvc", "__pycache__", ".pytest_cache", "logs", "models", "gpu-results"}
 
 
 def _markers(profile: str) -> tuple[str, str]:
     return f"<!-- stale-results:{profile} -->", f"<!-- /stale-results:{profile} -->"
 
 
+def pipeline_path(root: Path, profile: str) -> Path:
+    """The pipeline file of a committed study: its own ``reports/<profile>/dvc.yaml``
+    (:func:`sdnet.pipeline.own_pipeline`), or dvc.yaml for the active profile of params.yaml."""
+    from sdnet.pipeline import own_pipeline_path
+
+    own = own_pipeline_path(root, profile)
+    if own.is_file():
+        return own
+    if yaml.safe_load((root / "params.yaml").read_text()).get("profile") == profile:
+        return root / "dvc.yaml"
+    raise SystemExit(f"profile {profile!r} has no pipeline of its own (reports/{profile}/dvc.yaml) and is not the active one")
+
+
 def lock_path(root: Path, profile: str) -> Path:
-    return root / "reports" / profile / "dvc.lock"
+    """The lock file of a committed study's run: beside its pipeline file."""
+    return pipeline_path(root, profile).with_name("dvc.lock")
+
+
+def committed_profiles(root: Path) -> list[str]:
+    """The profiles whose results the repository holds with the lock file of their run: each own
+    pipeline that has a lock file, and the active profile (dvc.yaml and dvc.lock)."""
+    from sdnet.pipeline import own_pipelines
+
+    profiles = [p for p in own_pipelines(root) if (root / "reports" / p / "dvc.lock").is_file()]
+    active = yaml.safe_load((root / "params.yaml").read_text()).get("profile")
+    if (root / "dvc.lock").is_file() and active not in profiles:
+        profiles.insert(0, active)
+    return profiles
 
 
 def made_by(root: Path, profile: str) -> str | None:
@@ -57,27 +86,42 @@ def made_by(root: Path, profile: str) -> str | None:
 
 
 def dvc_status(root: Path, profile: str, results_md: str | None = None) -> dict[str, list]:
-    """``dvc status --json`` of a scratch copy of ``root`` with ``reports/<profile>/dvc.lock`` as
-    its lock file and params.yaml set to the values that lock recorded. ``results_md``, if given,
-    replaces the study's RESULTS.md in the copy (the test strips the notice with it)."""
-    from sdnet.pipeline import set_params
-
-    lock = yaml.safe_load(lock_path(root, profile).read_text())
-    recorded = {k: v for stage in lock["stages"].values() for k, v in stage.get("params", {}).get("params.yaml", {}).items()}
+    """``dvc status --json`` of the study's pipeline file (:func:`pipeline_path`) against the lock
+    file of its run, in a scratch copy of ``root`` (DVC writes its state there, not here).
+    ``results_md``, if given, replaces the study's RESULTS.md in the copy (the test strips the
+    notice with it)."""
+    pipeline = pipeline_path(root, profile).relative_to(root)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "repo"
         shutil.copytree(root, work, ignore=lambda folder, names: {n for n in names if n in _LOCAL or (Path(folder) == root and n == "data")})
-        # The values the study ran with (JSON is YAML), as recorded: today's schema may refuse some of them.
-        set_params(work, [f"{key}={json.dumps(value)}" for key, value in recorded.items()], validate=False)
-        shutil.copy(lock_path(root, profile), work / "dvc.lock")
         if results_md is not None:
             (work / "reports" / profile / "RESULTS.md").write_text(results_md)
         env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
         subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=work, env=env, check=True)
-        run = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=work, env=env, capture_output=True, text=True)
+        run = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", str(pipeline)], cwd=work, env=env, capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"dvc status failed: {run.stderr}")
-    return json.loads(run.stdout or "{}")
+    return {_stage_name(name): entries for name, entries in json.loads(run.stdout or "{}").items()}
+
+
+def _stage_name(name: str) -> str:
+    """A stage's name without the pipeline file DVC prefixes it with (``reports/cpu/dvc.yaml:attack``)."""
+    return name.split(":", 1)[1] if ".yaml:" in name else name
+
+
+def edited_outputs(status: dict[str, list], profile: str) -> dict[str, list[str]]:
+    """From :func:`dvc_status`: ``{stage: [outputs]}`` for every output that differs from what the
+    lock file recorded (changed or missing): results edited, or committed with another lock file.
+    The trained networks (``reports/<profile>/models/``) are left out: the scratch copy lacks them."""
+    edited = {}
+    for stage, entries in sorted(status.items()):
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            paths = [path for path in entry.get("changed outs", {}) if not path.startswith(f"reports/{profile}/models/")]
+            if paths:
+                edited.setdefault(stage, []).extend(sorted(paths))
+    return edited
 
 
 def _code_changes(entries: list) -> list[str]:
@@ -176,12 +220,13 @@ def with_notice(text: str, profile: str, block: str, *, after_title: bool) -> st
     return f"{block}\n{text}"
 
 
-def write(root: Path, profile: str) -> dict[str, list[str]]:
-    """Find the stale stages of ``reports/<profile>`` and (re)write the notice in its RESULTS.md
-    and in README.md (or remove it when nothing is stale)."""
+def write(root: Path, profile: str, status: dict[str, list] | None = None) -> dict[str, list[str]]:
+    """Find the stale stages of ``reports/<profile>`` (from ``status``, :func:`dvc_status`, if
+    given) and (re)write the notice in its RESULTS.md and in README.md (or remove it when nothing
+    is stale)."""
     results = root / "reports" / profile / "RESULTS.md"
     clean = strip_notice(results.read_text(), profile)
-    stages = stale_stages(dvc_status(root, profile, results_md=clean))
+    stages = stale_stages(status if status is not None else dvc_status(root, profile, results_md=clean))
     commit = made_by(root, profile)
     results.write_text(with_notice(clean, profile, notice(profile, stages, commit), after_title=False))
     readme = root / "README.md"
@@ -198,14 +243,18 @@ def main(argv: list[str] | None = None) -> None:
     root = repo_root()
     if not lock_path(root, args.profile).is_file():
         raise SystemExit(f"no {lock_path(root, args.profile)}: reports/{args.profile} has no committed run")
-    if args.write:
-        stages = write(root, args.profile)
-    else:
-        clean = strip_notice((root / "reports" / args.profile / "RESULTS.md").read_text(), args.profile)
-        stages = stale_stages(dvc_status(root, args.profile, results_md=clean))
+    clean = strip_notice((root / "reports" / args.profile / "RESULTS.md").read_text(), args.profile)
+    status = dvc_status(root, args.profile, results_md=clean)
+    stages = write(root, args.profile, status) if args.write else stale_stages(status)
     for stage, files in stages.items():
         print(f"{stage}: {', '.join(files)}")
     print(f"{len(stages)} stale stage(s) in reports/{args.profile}" + (" (declared in RESULTS.md and README.md)" if args.write and stages else ""))
+    edited = edited_outputs(status, args.profile)
+    for stage, paths in edited.items():
+        print(f"{stage}: outputs differ from {lock_path(root, args.profile).relative_to(root)}: {', '.join(paths)}")
+    if edited:
+        raise SystemExit(f"{len(edited)} stage(s) of reports/{args.profile} have outputs their lock file did not record: "
+                         f"edited by hand, or committed with another run's lock file; rerun them (`dvc repro {pipeline_path(root, args.profile).relative_to(root)}`)")
 
 
 if __name__ == "__main__":

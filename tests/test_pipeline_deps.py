@@ -1,12 +1,13 @@
 """dvc.yaml against the code: every stage's deps are exactly the sdnet modules it runs, the runs
-are listed once, and the runner sees the stages DVC sees."""
+are listed once, the runner sees the stages DVC sees, and a committed study's own pipeline file is
+dvc.yaml at its profile."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-from sdnet.pipeline import declared_code, load_stages, run, stage_code
+from sdnet.pipeline import declared_code, load_stages, own_pipeline, own_pipeline_path, own_pipelines, run, stage_code
 from sdnet.provenance import code_dependencies
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +100,24 @@ def test_a_main_block_counts_only_for_the_command_it_is(tmp_path):
     assert code_dependencies(tmp_path, modules=["sdnet.tool"]) == {"sdnet/__init__.py", "sdnet/tool.py", "sdnet/core.py", "sdnet/extra.py"}
     assert code_dependencies(tmp_path, modules=["sdnet.stage"]) == {"sdnet/__init__.py", "sdnet/stage.py", "sdnet/tool.py", "sdnet/core.py"}
     assert code_dependencies(tmp_path, imported=["sdnet.tool"]) == {"sdnet/__init__.py", "sdnet/tool.py", "sdnet/core.py"}
+
+
+def test_each_committed_studys_own_pipeline_is_dvc_yaml_at_its_profile():
+    """reports/<profile>/dvc.yaml is generated from dvc.yaml (`python -m sdnet.pipeline deps --write`)."""
+    assert own_pipelines(ROOT), "the committed cpu study has its own pipeline file"
+    for profile in own_pipelines(ROOT):
+        assert own_pipeline_path(ROOT, profile).read_text() == own_pipeline(ROOT, profile), (
+            f"reports/{profile}/dvc.yaml differs from dvc.yaml: run `python -m sdnet.pipeline deps --write`")
+
+
+def test_an_own_pipeline_has_the_root_stages_at_its_profile_run_from_the_root():
+    own = yaml.safe_load(own_pipeline(ROOT, "cpu"))
+    root = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert list(own["stages"]) == list(root["stages"])
+    assert own["vars"] == ["../../params.yaml:runs,profiles", {"profile": "cpu"}]
+    for name, spec in own["stages"].items():
+        body, original = (spec["do"], root["stages"][name]["do"]) if "foreach" in spec else (spec, root["stages"][name])
+        assert body["wdir"] == "../.."
+        assert body["cmd"] == original["cmd"] and body["deps"] == original["deps"] and body.get("outs") == original.get("outs")
+        # the root's `profile` is not a parameter of this study: switching it reruns nothing here
+        assert body["params"] == [p for p in original["params"] if p != "profile"]

@@ -73,6 +73,7 @@ def study(tmp_path):
     lock = {"stages": {"train@resnet18": {"params": {"params.yaml": {"profile": "demo", "profiles.demo.train": train}}}}}
     reports.mkdir(parents=True)
     (reports / "dvc.lock").write_text(yaml.safe_dump(lock))
+    (reports / "dvc.yaml").write_text("stages: {}\n")  # a committed study's own pipeline: its lock file is beside it
     (reports / "train").mkdir()
     (reports / "train" / "resnet18.json").write_text(json.dumps(_train_record("resnet18", [88.0, 88.3, 87.9], 88.066, 0.208)))
     (reports / "train" / "sdnet18.json").write_text(json.dumps(_train_record("sdnet18", [87.6, 87.5, 87.8], 87.633, 0.153)))

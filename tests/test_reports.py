@@ -1,28 +1,33 @@
-"""The committed results of the `cpu` profile are what the committed code and parameters produce,
-or say in their first lines which stages older code made (sdnet.stale).
+"""The committed results of every committed profile are what its lock file recorded, and those of the
+`cpu` profile are what the committed code and parameters produce, or say in their first lines which
+stages older code made (sdnet.stale).
 
-`reports/cpu/dvc.lock` is the lock file DVC wrote when it ran the study (docs/cpu-study.md, "How it was run"): the
-hashes of every stage's code, parameters and outputs. In a copy of the repository with that lock
-file in place, DVC must find the chapters' outputs (notebooks, tables, figures, metrics and
-RESULTS.md under reports/cpu/) to be the ones it recorded. Their code must be today's, unless
-RESULTS.md opens with the notice that `python -m sdnet.stale cpu --write` makes, naming exactly the
-stages whose code or parameters changed since, and README.md with its one-line summary. (The scratch copy leaves out
-the trained networks under reports/cpu/models/: the stages that read them are checked through
-their outputs.)
+The `cpu` study has its own pipeline file, `reports/cpu/dvc.yaml` (dvc.yaml's stages at profile cpu,
+sdnet.pipeline.own_pipeline), and beside it `reports/cpu/dvc.lock`, the lock file DVC wrote when it ran
+the study: the hashes of every stage's code, parameters and outputs. `dvc status reports/cpu/dvc.yaml`
+must find the outputs (notebooks, tables, figures, metrics and RESULTS.md under reports/cpu/) to be the
+ones it recorded. Their code must be today's, unless RESULTS.md opens with the notice that
+`python -m sdnet.stale cpu --write` makes, naming exactly the stages whose code or parameters changed
+since, and README.md with its one-line summary. (The scratch copy leaves out the trained networks
+under reports/<profile>/models/: the stages that read them are checked through their outputs.)
 A change to a module the study runs fails this test until the study is rerun or the change declared.
 """
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sdnet import stale
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "cpu"
-CHAPTERS = ["explain_layer", "tabulate_accuracy", "tabulate_noise", "tabulate_attacks", "summarize"]
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not stale.lock_path(ROOT, PROFILE).is_file(), reason="no committed cpu results")]
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not (ROOT / "reports" / PROFILE / "dvc.lock").is_file(), reason="no committed cpu results")]
 
 
 def test_the_committed_cpu_results_are_those_of_the_committed_code_or_declared_stale():
@@ -30,13 +35,13 @@ def test_the_committed_cpu_results_are_those_of_the_committed_code_or_declared_s
     block = stale.read_notice(results, PROFILE)
     status = stale.dvc_status(ROOT, PROFILE, results_md=stale.strip_notice(results, PROFILE))
     # The outputs, notice aside, are those the run recorded: nothing was edited by hand.
-    edited = {s: e for s, e in status.items() if s in CHAPTERS and any(isinstance(x, dict) and "changed outs" in x for x in e)}
+    edited = stale.edited_outputs(status, PROFILE)
     assert not edited, f"reports/{PROFILE} outputs differ from what its dvc.lock recorded: {edited}"
     changed = stale.stale_stages(status)
     if block is None:
         assert not changed, (
             f"reports/{PROFILE} was made by other code than today's (stages {sorted(changed)}): rerun the study "
-            f"(docs/cpu-study.md, 'How it was run') or declare it with `python -m sdnet.stale {PROFILE} --write`"
+            f"(`dvc repro reports/{PROFILE}/dvc.yaml`, docs/cpu-study.md) or declare it with `python -m sdnet.stale {PROFILE} --write`"
         )
     else:
         assert sorted(stale.declared_stages(block)) == sorted(changed), "the notice must name exactly the stale stages: rerun `python -m sdnet.stale --write`"
@@ -47,6 +52,61 @@ def test_the_committed_cpu_results_are_those_of_the_committed_code_or_declared_s
     if block is not None:
         assert results.startswith(block), "the notice opens RESULTS.md"
         assert readme.index(summary) < readme.index("\n## "), "the notice comes before README's first section"
+
+
+def test_every_committed_profiles_outputs_are_those_its_lock_file_recorded():
+    profiles = stale.committed_profiles(ROOT)
+    assert {"quick", "cpu"} <= set(profiles)
+    for profile in set(profiles) - {PROFILE}:  # cpu: the test above
+        edited = stale.edited_outputs(stale.dvc_status(ROOT, profile), profile)
+        assert not edited, f"reports/{profile} outputs differ from what {stale.lock_path(ROOT, profile).relative_to(ROOT)} recorded: {edited}"
+
+
+def test_edited_outputs_are_found_and_the_networks_the_copy_lacks_are_not():
+    status = {"reports/cpu/dvc.yaml:train@sdnet18": [{"changed outs": {"reports/cpu/models/sdnet18": "deleted"}}],
+              "tabulate_noise": [{"changed deps": {"sdnet/viz.py": "modified"}}, {"changed outs": {"reports/cpu/tables/03_noise_robustness": "modified"}}],
+              "summarize": ["always changed"]}
+    status = {stale._stage_name(k): v for k, v in status.items()}
+    assert stale.edited_outputs(status, "cpu") == {"tabulate_noise": ["reports/cpu/tables/03_noise_robustness"]}
+    assert stale.stale_stages(status) == {"tabulate_noise": ["sdnet/viz.py"]}
+
+
+def _scratch_repository(tmp_path: Path) -> Path:
+    """A copy of the repository's tracked files, results, lock files and the cpu study's networks (24 MB; no
+    data), with DVC set up."""
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT, work, ignore=lambda folder, names: {n for n in names if n in stale._LOCAL or (Path(folder) == ROOT and n == "data")})
+    shutil.copytree(ROOT / "reports" / PROFILE / "models", work / "reports" / PROFILE / "models")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=work, env=_ENV, check=True)
+    return work
+
+
+_ENV = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+
+
+def _dvc(work: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=work, env=_ENV, capture_output=True, text=True)
+
+
+def test_a_cpu_chapter_parameter_reruns_that_chapter_alone_and_the_profiles_cannot_be_mixed(tmp_path):
+    """What `dvc exp run reports/cpu/dvc.yaml -S <a chapter 3 parameter>` would run, without running it
+    (`dvc repro --dry`); and the root pipeline switched to profile cpu is refused, not run against the
+    quick study's lock file."""
+    work = _scratch_repository(tmp_path)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    lambdas = params["profiles"][PROFILE]["robustness"]["lambdas"]
+    from sdnet.pipeline import set_params
+
+    set_params(work, [f"profiles.{PROFILE}.robustness.lambdas={lambdas[:-1]}"])
+    dry = _dvc(work, "repro", "--dry", f"reports/{PROFILE}/dvc.yaml")
+    assert dry.returncode == 0, dry.stderr
+    ran = [line.split("'")[1].split(":")[-1] for line in dry.stdout.splitlines() if line.startswith("Running stage")]
+    # `--dry` cannot know which outputs the rerun changes: it lists the stage whose parameter changed,
+    # and the stages downstream only if their own deps changed (none here)
+    assert ran == ["sweep_noise"], ran
+    set_params(work, ["profile=cpu"])
+    mixed = _dvc(work, "repro", "--dry")
+    assert mixed.returncode != 0 and "overlap" in (mixed.stderr + mixed.stdout).lower()
 
 
 def test_a_notice_names_its_stages_and_strips_cleanly():
