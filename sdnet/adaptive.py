@@ -21,11 +21,7 @@ from torch import Tensor, nn
 
 from sdnet.csc import select_layers
 from sdnet.evaluate import Batches, LayerChoice, Tally, at_lambda, evaluating, lambda_sweep, model_device
-from sdnet.robustness import LambdaFit, fit_lambda_vs_error
-
-
-class _ProbeDone(Exception):
-    """Raised by a forward hook to stop the forward pass once the probed layer has run."""
+from sdnet.robustness import LambdaFit, fit_lambda_vs_error, run_until
 
 
 class AdaptiveLambda(nn.Module):
@@ -84,17 +80,8 @@ class AdaptiveLambda(nn.Module):
     def errors(self, x: Tensor) -> Tensor:
         """Per-sample ``reconstruction_mse`` of the probed layer at the training lambda."""
 
-        def stop(module, inputs, output):
-            raise _ProbeDone
-
-        hook = self.probe.register_forward_hook(stop)
-        try:
-            with at_lambda(self.model, self.train_lam, self.layers):
-                self.model(x)
-        except _ProbeDone:
-            pass
-        finally:
-            hook.remove()
+        with at_lambda(self.model, self.train_lam, self.layers):
+            run_until(self.model, self.probe, x)
         return self.probe.reconstruction_mse()
 
     def choose(self, x: Tensor) -> Tensor:
@@ -140,16 +127,26 @@ def adaptive_predict(
 
 
 @torch.no_grad()
-def adaptive_accuracy(adaptive: AdaptiveLambda, batches: Batches, *, device: str | torch.device | None = None) -> tuple[float, float]:
-    """Top-1 accuracy (%) of adaptive inference over ``batches``, and the mean lambda it chose."""
+def adaptive_accuracy(
+    adaptive: AdaptiveLambda, batches: Batches, *, device: str | torch.device | None = None, bf16: bool | str = "auto",
+) -> tuple[float, float, np.ndarray]:
+    """Top-1 accuracy (%) of adaptive inference over ``batches``, the mean lambda it chose, and
+    which images it got right (bool, in the batches' order). ``bf16`` as in
+    :func:`sdnet.evaluate.evaluate`, so that the adaptive rows and the sweep's fixed-lambda rows
+    they are compared with run in one precision."""
+    from sdnet.device import autocast_for
+    from sdnet.robustness import hits_per_pass, recording_hits
+
     device = torch.device(device) if device is not None else model_device(adaptive.model)
     tally, lam_sum = Tally(device), 0.0
-    with evaluating(adaptive.model):
+    with evaluating(adaptive.model), recording_hits(adaptive) as seen:
         for x, y in batches:
-            tally.add(adaptive(x.to(device)), y.to(device))
+            with autocast_for(device, bf16):
+                logits = adaptive(x.to(device))
+            tally.add(logits, y.to(device))
             lam_sum += adaptive.last_lambdas.sum().item()  # on the host already (see `choose`)
     result = tally.result()
-    return result["top1"], lam_sum / result["n"]
+    return result["top1"], lam_sum / result["n"], hits_per_pass(seen, batches, 1)[0]
 
 
 def leave_one_noise_out(best: pd.DataFrame) -> dict[str, LambdaFit]:
@@ -188,7 +185,10 @@ def compare_adaptive(
     already done, from ``table`` (this model's rows of :func:`sdnet.robustness.sweep`).
 
     Columns: ``noise, severity, fixed, adaptive_sample, adaptive_batch, oracle`` (accuracies in
-    %), ``lam_sample, lam_batch`` (mean lambda the adaptive modes chose) and ``oracle_lam``.
+    %), ``lam_sample, lam_batch`` (mean lambda the adaptive modes chose), ``oracle_lam``, and
+    ``correct_sample, correct_batch``: which images each adaptive mode got right (bool arrays).
+    The adaptive modes run in the precision :func:`sdnet.evaluate.evaluate` uses by default (bf16
+    where the hardware has it), as the sweep whose rows ``table`` holds.
     """
     if table is not None and "model" in table.columns and table["model"].nunique() > 1:
         raise ValueError("compare_adaptive: pass the rows of one model as `table` (table[table.model == name])")
@@ -211,8 +211,8 @@ def compare_adaptive(
         row = {"noise": noise, "severity": severity, "fixed": float(swept.loc[np.isclose(swept["lam"], train_lam), "top1"].iloc[0])}
         for per in ("sample", "batch"):
             mode = AdaptiveLambda(model, line, lambdas, train_lam, per=per, layers=layers)
-            row[f"adaptive_{per}"], row[f"lam_{per}"] = adaptive_accuracy(mode, batches, device=device)
+            row[f"adaptive_{per}"], row[f"lam_{per}"], row[f"correct_{per}"] = adaptive_accuracy(mode, batches, device=device)
         row.update(oracle=float(best["top1"]), oracle_lam=float(best["lam"]))
         rows.append(row)
     columns = ["noise", "severity", "fixed", "adaptive_sample", "adaptive_batch", "oracle"]
-    return pd.DataFrame(rows, columns=columns + ["lam_sample", "lam_batch", "oracle_lam"])
+    return pd.DataFrame(rows, columns=columns + ["lam_sample", "lam_batch", "oracle_lam", "correct_sample", "correct_batch"])

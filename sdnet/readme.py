@@ -46,10 +46,11 @@ def _markers(profile: str) -> tuple[str, str]:
 
 
 def top_level_parts(text: str, separators: str) -> list[str]:
-    """``text`` split at each of ``separators`` that is outside parentheses, parts stripped."""
+    """``text`` split at each of ``separators`` that is outside parentheses and brackets (an
+    interval "[+2.5, +8.8]" stays whole), parts stripped."""
     parts, depth, start = [], 0, 0
     for i, char in enumerate(text):
-        depth += (char == "(") - (char == ")")
+        depth += (char in "([") - (char in ")]")
         if depth == 0 and char in separators:
             parts.append(text[start:i].strip())
             start = i + 1

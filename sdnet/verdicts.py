@@ -8,6 +8,10 @@ Two kinds of uncertainty, two rules:
 - **Over images** (two accuracies of the same networks on the same n images, e.g. robust accuracy
   at two lambdas): :func:`beyond_noise`. One exceeds the other when the difference is larger than
   twice the standard error of the difference of two binomial estimates (at least one image).
+- **Both** (a gain measured per seed on one shared set of images, its image-sampling spread
+  measured by a paired bootstrap): :func:`gain_verdict`. The seeds share the images, so their
+  spread leaves the images' out; the two add, and the gain holds when it exceeds twice the
+  combined spread (the seed rule when the images are many, the image rule on one network).
 
 :func:`mean_std` writes "mean ± std" with the std over seeds, the one meaning "±" has in our
 tables (a table that means anything else says so in its title).
@@ -60,3 +64,20 @@ def beyond_noise(b: float, a: float, n: int) -> bool:
 def noise_level(p: float, n: int) -> float:
     """Two standard errors of one accuracy ``p`` % on ``n`` images (at least one image)."""
     return max(2 * math.sqrt(binomial_variance(p, n)), 100 / n)
+
+
+def gain_verdict(mean: float, seed_sd: float, image_sd: float, *, seeds: int, what: str = "points", other: str = "the other side") -> str:
+    """The verdict on a paired gain: ``holds`` when ``mean`` exceeds twice ``sqrt(seed_sd^2 +
+    image_sd^2)`` (the spread over seeds and the bootstrap spread over images of the mean over
+    seeds), ``does not hold`` when it is below minus that (``other`` is better beyond noise), ``not
+    shown`` in between; on one seed, ``not shown`` unless the image spread alone rules it out and
+    the verdict says it is one network."""
+    total = math.hypot(seed_sd, image_sd)
+    interval = f"{mean:+.1f} [{mean - 2 * total:+.1f}, {mean + 2 * total:+.1f}] {what}"
+    basis = f"over {seeds} seeds and the images" if seeds > 1 else "on one network, over the images only"
+    if seeds > 1 or total > 0:
+        if mean > 2 * total:
+            return f"holds: {interval} ({basis})"
+        if mean < -2 * total:
+            return f"does not hold: {interval}, {other} better beyond noise ({basis})"
+    return f"not shown: {interval}, within noise ({basis})"

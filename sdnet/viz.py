@@ -197,13 +197,15 @@ def _one_model(table: pd.DataFrame, model: str | None) -> pd.DataFrame:
 
 
 def plot_accuracy_vs_lambda(
-    table: pd.DataFrame, model: str | None = None, train_lam: float | None = None, *, baseline: pd.DataFrame | None = None, ncols: int = 2
+    table: pd.DataFrame, model: str | None = None, train_lam: float | None = None, *, baseline: pd.DataFrame | None = None,
+    baseline_name: str = "ResNet-18", ncols: int = 2,
 ) -> Figure:
     """Accuracy against the test-time lambda: one panel per noise (``ncols`` to a row), one line per severity.
 
     ``table`` is a :func:`sdnet.robustness.sweep` table. The clean condition (noise ``"clean"``),
     if present, is drawn in every panel in black; ``train_lam`` is marked by a vertical line;
-    ``baseline`` (e.g. the ResNet's rows) adds its accuracy per severity as dotted lines.
+    ``baseline`` (e.g. the ResNet's rows, named ``baseline_name`` in the legend) adds its accuracy
+    per severity as dotted lines of the severity's colour.
     """
     rows = _one_model(table, model)
     noises = [n for n in rows["noise"].unique() if n != "clean"] or ["clean"]
@@ -227,12 +229,12 @@ def plot_accuracy_vs_lambda(
                     ax.axhline(ref["top1"].iloc[0], color=colours[severity], ls=":", lw=1)
         if train_lam is not None:
             ax.axvline(train_lam, color="gray", ls="--", lw=1, label=f"training lambda {train_lam:g}")
+        if baseline is not None:
+            ax.plot([], [], color="gray", ls=":", lw=1, label=f"{baseline_name}, same severity")
         ax.set(title=noise, xlabel="test-time lambda")
     for row in axes:
         row[0].set_ylabel("top-1 accuracy (%)")
     axes.flat[min(len(noises), ncols) - 1].legend(fontsize=7)
-    if baseline is not None:
-        fig.suptitle("dotted: baseline accuracy at the same severity", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -257,19 +259,25 @@ def plot_best_lambda_vs_severity(table: pd.DataFrame, model: str | None = None) 
 
 
 def plot_lambda_vs_error_fit(
-    errors: Sequence[float], best_lambdas: Sequence[float], fit: LambdaFit, labels: Sequence[str] | None = None
+    errors: Sequence[float], best_lambdas: Sequence[float], fit: LambdaFit, noises: Sequence[str] | None = None,
+    severities: Sequence[int] | None = None,
 ) -> Figure:
-    """The points (reconstruction error at the training lambda, best lambda) and the fitted line."""
+    """The points (reconstruction error at the training lambda, best lambda) and the fitted line;
+    with ``noises``, one colour per noise (in the legend) and each point's severity written beside it."""
     errors, best_lambdas = np.asarray(errors, dtype=float), np.asarray(best_lambdas, dtype=float)
     fit = LambdaFit(*fit)
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    ax.scatter(errors, best_lambdas, s=18, zorder=3)
-    for e, lam, label in zip(errors, best_lambdas, labels or []):
-        ax.annotate(label, (e, lam), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    noises = list(noises) if noises is not None else [""] * len(errors)
+    for i, noise in enumerate(dict.fromkeys(noises)):
+        mine = np.array([n == noise for n in noises])
+        ax.scatter(errors[mine], best_lambdas[mine], s=18, zorder=3, color=f"C{i}", label=noise or None)
+    for e, lam, severity in zip(errors, best_lambdas, severities if severities is not None else []):
+        if severity:
+            ax.annotate(f"{severity}", (e, lam), fontsize=6, xytext=(3, 2), textcoords="offset points")
     span = np.linspace(errors.min(), errors.max(), 50)
     ax.plot(span, fit.predict(span), "r-", label=f"lambda = {fit.slope:.3g} error + {fit.intercept:.3g}  ($R^2$ {fit.r2:.2f})")
     ax.set(xlabel="reconstruction error at the training lambda (MSE)", ylabel="best test-time lambda")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the points, never on them
     fig.tight_layout()
     return fig
 
@@ -336,6 +344,34 @@ def plot_training_curves(panels: dict[str, dict[str, pd.DataFrame]], title: str 
     return fig
 
 
+def plot_stem_mechanism(stem: pd.DataFrame, train_lam: float, severity: int | None = None) -> Figure:
+    """What the stem makes of a noisy image (``stem.csv`` of the ``sweep_noise`` stage): per noise,
+    against the test-time lambda and one line per number of stem steps, the reconstruction's scaled
+    error against the clean image (top; dashed: the noisy input's own) and the code's relative shift
+    from the clean image's code (bottom). One severity (default: the smallest measured)."""
+    severity = severity if severity is not None else int(stem["severity"].min())
+    part = stem[stem["severity"] == severity]
+    noises = list(dict.fromkeys(part["noise"]))
+    fig, axes = plt.subplots(2, len(noises), figsize=(2.7 * len(noises), 4.6), squeeze=False, sharex=True, sharey="row")
+    for j, noise in enumerate(noises):
+        mine = part[part["noise"] == noise]
+        for i, (steps, curve) in enumerate(mine.groupby("steps")):
+            curve = curve.sort_values("lam")
+            axes[0, j].plot(curve["lam"], curve["to_clean"], "o-", ms=2.5, color=f"C{i}", label=f"{steps} stem steps")
+            axes[1, j].plot(curve["lam"], curve["code_shift"], "o-", ms=2.5, color=f"C{i}")
+        at_train = mine[np.isclose(mine["lam"], train_lam)].iloc[0]
+        axes[0, j].axhline(at_train["to_clean"] + at_train["gain_over_input"], color="black", ls="--", lw=1, label="the noisy input")
+        axes[0, j].set_title(f"{noise}, severity {severity}", fontsize=9)
+        axes[1, j].set_xlabel("test-time lambda")
+        for ax in axes[:, j]:
+            ax.axvline(train_lam, color="gray", ls=":", lw=1)
+    axes[0, 0].set_ylabel("A z against the clean image\n(scaled error; lower: closer)", fontsize=8)
+    axes[1, 0].set_ylabel("code shift by the noise\n|z(noisy) - z(clean)| / |z(clean)|", fontsize=8)
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------
 # Robustness against its price, and what a defence sees
 # ---------------------------------------------------------------------------------------------
@@ -352,8 +388,12 @@ def plot_tradeoff(curves: pd.DataFrame, y: str, *, ylabel: str, points: pd.DataF
         part = part.sort_values("value")
         ax.plot(part["clean"], part[y], "o-", ms=3, color=f"C{i}", label=defence)
         knob = part["knob"].iloc[0]
-        for _, row in part.iterrows():
-            ax.annotate(f"{knob} {row['value']:g}", (row["clean"], row[y]), fontsize=5.5, xytext=(2, 2), textcoords="offset points", color=f"C{i}")
+        placed: list[tuple[float, float]] = []
+        for _, row in part.iterrows():  # a label only where it does not sit on one already written
+            here = (row["clean"], row[y])
+            if all(abs(here[0] - a) > 1.2 or abs(here[1] - b) > 0.8 for a, b in placed):
+                ax.annotate(f"{knob} {row['value']:g}", here, fontsize=5.5, xytext=(2, 2), textcoords="offset points", color=f"C{i}")
+                placed.append(here)
     if points is not None:
         for _, row in points.iterrows():
             ax.plot(row["clean"], row[y], "*", ms=10, color="black")

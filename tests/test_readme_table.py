@@ -126,6 +126,7 @@ def test_parenthetical_notes_are_dropped_with_the_space_before_them(text, expect
 
 def test_clauses_split_only_outside_parentheses():
     assert readme.top_level_parts("a (b, c); d, e", ",;") == ["a (b, c)", "d", "e"]
+    assert readme.top_level_parts("holds: +5.6 [+2.5, +8.8] points, more", ",;") == ["holds: +5.6 [+2.5, +8.8] points", "more"]
 
 
 def test_a_series_keeps_its_first_and_last_entries_and_a_list_of_clauses_its_first_number():

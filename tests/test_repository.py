@@ -9,13 +9,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1_000_000
 # A committed profile's trained networks: finished ones (weights.pt, float32 weights for a forward)
-# and unfinished ones (resume.pt: the weights and their SGD momentum, twice the size).
-LIMITS = {"weights.pt": 5 * MB, "resume.pt": 6 * MB}
+# and unfinished ones (resume.pt: the weights and their SGD momentum, twice the size); and the
+# per-image hits a stage keeps beside its tables (hits.npz: packed bits, sdnet.hits).
+LIMITS = {"weights.pt": 5 * MB, "resume.pt": 6 * MB, "hits.npz": 2 * MB}
 
 
-def is_network(path: str) -> bool:
-    """reports/<profile>/models/<run>/<dataset>/seed<k>/{weights,resume}.pt"""
+def is_shipped(path: str) -> bool:
+    """reports/<profile>/models/<run>/<dataset>/seed<k>/{weights,resume}.pt, or
+    reports/<profile>/results/<stage>/hits.npz"""
     parts = PurePosixPath(path).parts
+    if len(parts) == 5 and parts[0] == "reports" and parts[2] == "results":
+        return parts[4] == "hits.npz"
     return len(parts) == 7 and parts[0] == "reports" and parts[2] == "models" and parts[5].startswith("seed") and parts[6] in LIMITS
 
 
@@ -26,7 +30,7 @@ def tracked() -> list[str]:
         pytest.skip("not a git checkout")
 
 
-def test_the_only_binary_files_are_shipped_networks_and_figures():
+def test_the_only_binary_files_are_shipped_networks_hits_and_figures():
     for path in tracked():
         file = ROOT / path
         if not file.is_file():
@@ -38,7 +42,7 @@ def test_the_only_binary_files_are_shipped_networks_and_figures():
         if path.endswith(".png"):
             assert path.startswith("reports/") and "/figures/" in path, f"{path}: a figure outside a study's figures/"
             continue
-        assert is_network(path), f"{path} is a binary file the repository does not hold (docs/reproducibility.md, 'What the repository holds')"
+        assert is_shipped(path), f"{path} is a binary file the repository does not hold (docs/reproducibility.md, 'What the repository holds')"
         limit = LIMITS[PurePosixPath(path).name]
         assert file.stat().st_size < limit, f"{path}: {file.stat().st_size / MB:.1f} MB, over {limit / MB:.0f} MB"
 
@@ -53,6 +57,9 @@ def test_the_only_binary_files_are_shipped_networks_and_figures():
     ("data/cifar10-jpeg.cache.npz", False),
     ("data/released/cifar10/sdnet18/model_best.pth.tar", False),
     ("reports/cpu/figures/03_noise_robustness/tradeoff.png", True),
+    ("reports/cpu/results/noise/hits.npz", True),
+    ("reports/cpu/results/noise/other.npz", False),
+    ("reports/cpu/hits.npz", False),
 ])
 def test_gitignore_admits_exactly_the_shipped_networks(path, admitted):
     tracked()  # skips outside a git checkout

@@ -214,7 +214,8 @@ def test_compare_adaptive_against_fixed_and_oracle(trained):
     grid = [0.1, 0.3, 0.6, 1.0]
     result = compare_adaptive(trained, conditions, fit, grid, 0.1)
     assert list(result.columns) == [
-        "noise", "severity", "fixed", "adaptive_sample", "adaptive_batch", "oracle", "lam_sample", "lam_batch", "oracle_lam"
+        "noise", "severity", "fixed", "adaptive_sample", "adaptive_batch", "oracle", "lam_sample", "lam_batch", "oracle_lam",
+        "correct_sample", "correct_batch",
     ]
     assert list(zip(result.noise, result.severity)) == [("clean", 0), ("gaussian", 3)]
     assert (result.oracle >= result.fixed).all()
@@ -222,7 +223,11 @@ def test_compare_adaptive_against_fixed_and_oracle(trained):
     # the same numbers from a sweep done beforehand
     table = sweep({"tiny": trained}, conditions, grid)
     again = compare_adaptive(trained, conditions, fit, grid, 0.1, table=table)
-    pd.testing.assert_frame_equal(result, again)
+    hits = ["correct_sample", "correct_batch"]
+    pd.testing.assert_frame_equal(result.drop(columns=hits), again.drop(columns=hits))
+    for c in hits:
+        assert all(np.array_equal(a, b) for a, b in zip(result[c], again[c]))
+        assert all(100 * a.mean() == pytest.approx(t) for a, t in zip(result[c], result[c.replace("correct", "adaptive")]))
 
 
 def test_leave_one_noise_out_never_fits_on_the_noise_it_serves():
@@ -285,3 +290,84 @@ def test_stem_reconstructions_are_pixels_and_fall_to_the_mean_colour_when_lambda
         expected = (model.conv1.reconstruction() * torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1) + torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1)).clamp(0, 1)
     assert z.abs().sum() > 0
     torch.testing.assert_close(views[0], expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-image hits: what paired comparisons and bootstraps over images need
+# ---------------------------------------------------------------------------------------------
+
+
+def test_hits_round_trip_rows_of_any_length(tmp_path):
+    from sdnet import hits
+
+    rng = np.random.default_rng(0)
+    rows = [rng.random(n) < 0.5 for n in (13, 16, 1, 0)]
+    hits.save(tmp_path / "hits.npz", {"sweep": rows, "adaptive.sample": rows[:2]})
+    back = hits.load(tmp_path / "hits.npz")
+    assert set(back) == {"sweep", "adaptive.sample"}
+    for a, b in zip(rows, back["sweep"]):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert len(back["adaptive.sample"]) == 2
+
+
+def test_per_image_hits_are_what_the_accuracies_count(trained):
+    from sdnet.robustness import filter_sweep
+
+    x, y = two_colours()
+    noisy = (x + 0.4 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    conditions = {("clean", 0): [(x[:40], y[:40]), (x[40:], y[40:])], ("gaussian", 1): [(noisy[:40], y[:40]), (noisy[40:], y[40:])]}
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    table = sweep({"tiny": trained, "plain": plain}, conditions, [0.1, 1.0, 100.0], per_image=True)
+    assert list(table.columns)[-1] == "correct"
+    for _, row in table.iterrows():
+        assert len(row["correct"]) == len(x) and 100 * row["correct"].mean() == pytest.approx(row["top1"])
+        # the row's own images, in order: recomputed here image by image
+        xs = torch.cat([b[0] for b in conditions[(row["noise"], row["severity"])]])
+        model = trained if row["model"] == "tiny" else plain
+        with torch.no_grad(), csc_lambda(trained, row["lam"]):
+            expected = (model.eval()(xs).argmax(1) == y).numpy()
+        assert np.array_equal(row["correct"], expected)
+    lam = table[table["model"] == "tiny"].groupby("lam")["top1"].mean()
+    assert lam.nunique() > 1  # lambda changes what is right, so the rows are not one array repeated
+    filtered = filter_sweep(plain, conditions, {"blur": [1.0]}, per_image=True, bf16=False)
+    assert all(100 * c.mean() == pytest.approx(t) for c, t in zip(filtered["correct"], filtered["top1"]))
+
+
+def test_adaptive_hits_follow_the_images_not_the_groups(trained):
+    from sdnet.adaptive import adaptive_accuracy
+
+    x, y, fit = half_noisy(trained)
+    mode = AdaptiveLambda(trained, fit, [0.1, 0.5, 1.0, 2.0], 0.1, per="sample")
+    top1, _, correct = adaptive_accuracy(mode, [(x, y)], bf16=False)
+    logits, _ = adaptive_predict(trained, x, fit, lambdas=[0.1, 0.5, 1.0, 2.0], train_lam=0.1)
+    assert np.array_equal(correct, (logits.argmax(1) == y).numpy())
+    assert 100 * correct.mean() == pytest.approx(top1)
+
+
+def test_stem_steps_and_what_the_stem_makes_of_noise(trained):
+    from sdnet.analysis import correlation
+    from sdnet.robustness import stem_denoising, stem_steps
+
+    stem = trained[1]
+    with stem_steps(trained, 20):
+        assert stem.n_steps == 20
+    assert stem.n_steps == 2
+    x, _ = two_colours()
+    x = x[:6]
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    table = stem_denoising(trained, x, noisy, [0.1, 1e6], [2, 20])
+    assert len(table) == 2 * 2 * 6 and stem.n_steps == 2 and stem.lam == 0.1
+    empty = table[table["lam"] == 1e6]  # no code: nothing of any image is kept
+    assert np.allclose(empty["to_clean"], 1.0) and np.allclose(empty["code_shift"], 0.0)
+    # independently: the stem's input, code and reconstruction at lambda 0.1, 20 steps
+    with torch.no_grad(), stem_steps(trained, 20):
+        inputs = trained[0](x)
+        z_clean = stem(inputs).flatten(1)
+        z_noisy = stem(trained[0](noisy)).flatten(1)
+        recon = stem.reconstruction()
+    row = table[(table["lam"] == 0.1) & (table["steps"] == 20)].sort_values("image")
+    expected = 1 - correlation(inputs, recon).clamp_min(0) ** 2
+    np.testing.assert_allclose(row["to_clean"], expected.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(row["code_shift"], ((z_noisy - z_clean).norm(dim=1) / z_clean.norm(dim=1)).numpy(), rtol=1e-4)
+    same = stem_denoising(trained, x, x, [0.1], [2])  # no noise: the code does not move
+    assert np.allclose(same["code_shift"], 0) and np.allclose(same["to_clean"], same["to_noisy"])

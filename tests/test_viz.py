@@ -61,8 +61,9 @@ def test_figures_render(tmp_path):
         for m in ("sdnet", "resnet") for n, e in (("Linf", 8 / 255), ("L2", 0.5)) for k, a in enumerate(("pgd", "apgd-dlr", "worst case"))
         for lam in ((0.1, 0.5, 1.0) if m == "sdnet" else (float("nan"),))
     ])
-    labels = [f"{n} {s}" for n, s in zip(points.noise, points.severity)]
     images = torch.rand(3, 3, 8, 8)
+    stem = pd.DataFrame([dict(noise=n, severity=3, lam=lam, steps=k, to_clean=0.3 + lam / k, gain_over_input=-0.1, code_shift=0.2 * lam)
+                         for n in ("gaussian", "shot") for lam in (0.1, 0.5, 1.0) for k in (2, 5, 20)])
     curve = Curve("stem", 2, (0.0, 0.1, 1.0), torch.tensor([[0.5, 0.5], [0.6, 0.7], [0.9, 0.9]]), torch.tensor([[0.1, 0.1], [0.2, 0.2], [0.5, 0.6]]),
                   torch.zeros(3, 2), torch.zeros(3, 2), 10.0)
     other = Curve("random", 2, (0.0, 0.1, 1.0), curve.zeros, curve.error + 0.1, torch.zeros(3, 2), torch.zeros(3, 2), 5.0)
@@ -70,7 +71,8 @@ def test_figures_render(tmp_path):
         "accuracy_vs_lambda": viz.plot_accuracy_vs_lambda(table, "sdnet", 0.1, baseline=table[table.model == "resnet"]),
         "best_lambda_from_best": viz.plot_best_lambda_vs_severity(best, "sdnet"),
         "best_lambda_from_sweep": viz.plot_best_lambda_vs_severity(table[table.model == "sdnet"]),
-        "fit": viz.plot_lambda_vs_error_fit(points.recon_error_train_lam, points.best_lam, LambdaFit(2.0, 0.1, 0.9), labels),
+        "fit": viz.plot_lambda_vs_error_fit(points.recon_error_train_lam, points.best_lam, LambdaFit(2.0, 0.1, 0.9), list(points.noise), list(points.severity)),
+        "mechanism": viz.plot_stem_mechanism(stem, 0.1),
         "attacks": viz.plot_attacks_vs_lambda(attacks[attacks.model == "sdnet"], baseline=attacks[attacks.model == "resnet"]),
         "sparsity": viz.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}),
         "reconstructions": viz.plot_layer_reconstructions(images, [images, images], ["L0", "L1"]),
