@@ -328,17 +328,15 @@ def mechanism_claim(table: pd.DataFrame, images: int) -> dict[str, str]:
     steps = int(two["stem steps"].iloc[0])
     closer = (two["change at λ max"] + two["± (2 se)"] < 0).sum()
     further = (two["change at λ max"] - two["± (2 se)"] > 0).sum()
-    code = "code shift change at λ max" in two.columns
-    steadier = (two["code shift change at λ max"] + two["± (2 se) "] < 0).sum() if code else 0
+    steadier = (two["code shift change at λ max"] + two["± (2 se) "] < 0).sum()
     beats_input = (two["A z at λ train"] < two["noisy input"]).sum()
     here = (f"{images} images per condition, {steps} stem steps, the largest lambda against the training lambda: the reconstruction of the noisy "
             f"image moves closer to the clean image in {closer} of {len(two)} conditions and further in {further} (scaled error "
             f"{two['change at λ max'].min():+.3f} to {two['change at λ max'].max():+.3f})")
-    if code:
-        here += (f"; the noise moves the code less in {steadier} of {len(two)} (relative code shift "
-                 f"{two['code shift change at λ max'].min():+.3f} to {two['code shift change at λ max'].max():+.3f})")
+    here += (f"; the noise moves the code less in {steadier} of {len(two)} (relative code shift "
+             f"{two['code shift change at λ max'].min():+.3f} to {two['code shift change at λ max'].max():+.3f})")
     here += f"; at the training lambda the reconstruction is already closer to the clean image than the noisy input in {beats_input} of {len(two)}"
-    if closer == len(two) and (not code or steadier == len(two)):
+    if closer == len(two) and steadier == len(two):
         verdict = "holds"
     elif closer == 0 and steadier == 0:
         verdict = "does not hold: a larger lambda brings neither the reconstruction nor the code closer to the clean image's"
