@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 # dvc.yaml's commands call `python`, `papermill`: the virtualenv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test unit e2e notebooks clean-venv
+.PHONY: setup repro test unit e2e notebooks tree-before tree-after clean-venv
 
 setup: $(STAMP)
 
@@ -39,9 +39,12 @@ repro: $(STAMP)
 #              data and parameters), the remote-GPU workflow and the pipeline on real CIFAR pixels
 #              (../shared/data, skipped when absent);
 #   repro      the pipeline at the default (quick) profile;
-#   notebooks  nbval re-executes its notebooks and compares the cells tagged nbval-check-output.
-NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
-test: unit e2e repro notebooks
+#   notebooks  nbval re-executes its notebooks (on a copy of the quick study: they write tables,
+#              figures and metrics) and compares the cells tagged nbval-check-output;
+# and the working tree is as the suite found it (tree-before / tree-after: tests work on copies).
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with $(CURDIR)/tests/nbval_sanitize.cfg -p no:cacheprovider
+TREE = { git status --porcelain --untracked-files=all; git diff; git ls-files -z --others --exclude-standard | xargs -0 -r cat; }
+test: tree-before unit e2e repro notebooks tree-after
 
 unit: $(STAMP)
 	@echo "unit tests:"
@@ -53,7 +56,17 @@ e2e: $(STAMP)
 
 notebooks: $(STAMP)
 	@echo "notebook checks (nbval):"
-	@$(PY) -m pytest -q $(NBVAL) reports/quick/notebooks
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  git ls-files -z params.yaml sdnet reports/quick | xargs -0 cp --parents -t "$$tmp" && \
+	  cd "$$tmp" && $(abspath $(PY)) -m pytest -q $(NBVAL) reports/quick/notebooks
+
+tree-before:
+	@mkdir -p $(LOGS) && $(TREE) | sha256sum > $(LOGS)/tree-before.sha256 && git status --porcelain > $(LOGS)/tree-before.txt
+
+tree-after:
+	@$(TREE) | sha256sum | cmp -s - $(LOGS)/tree-before.sha256 \
+	  || { echo "the test suite changed the working tree:"; git status --porcelain | diff $(LOGS)/tree-before.txt - ; exit 1; }
+	@echo "working tree: as the tests found it"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -14,7 +14,7 @@
 #
 #   stage                          limit  estimate on one H100 (docs/gpu.md, "Where the time estimates come from")
 #   tests                             60  ~40 s: tests/test_cuda.py (bf16, channels_last, compile)
-#   bench                             60  ~45 s: python -m sdnet.bench --device cuda
+#   bench                             60  ~45 s: python -m sdnet.tools.bench --device cuda
 #   train@resnet18                   110  ~70 s: 30 epochs, 5.3 PFLOP at 100 TFLOP/s, + 15 s start
 #   evaluate@resnet18                 15  ~10 s: the 10000 test images once, in float32
 #   train@sdnet18                    120  ~70 s: the same FLOPs (the CSC stem is 0.6% of them)
@@ -135,7 +135,7 @@ case $part in
     name=$(python -c "import re, sys, torch
 n = torch.cuda.get_device_name(0) if sys.argv[1] == 'cuda' else sys.argv[1]
 print((re.findall(r'[A-Z]\d{2,3}', n) or [re.sub(r'\W+', '-', n)])[0].lower())" "$device")
-    stage bench 60 python -m sdnet.bench --device "$device" --json "reports/benchmarks/$name.json" ${REMOTE_BENCH:-} \
+    stage bench 60 python -m sdnet.tools.bench --device "$device" --json "reports/benchmarks/$name.json" ${REMOTE_BENCH:-} \
       && keep "reports/benchmarks/$name.json"
     pack
     wait $decoding || note "decoding the data failed: $(tail -n 3 "$logs/data.log")"

@@ -27,7 +27,7 @@ import statistics
 import time
 from pathlib import Path
 
-from sdnet.config import load_params, repo_root
+from sdnet.params import load_params, repo_root
 from sdnet.train import train
 
 PAGE = Path("docs") / "cpu-study.md"

@@ -6,7 +6,19 @@
     with sdnet.csc_lambda(model, 0.5):                        # test-time sparsity
         logits = model(images)
 
-The names below are imported on first use, so that ``import sdnet.config`` (checking a
+The package has three floors, each importing only itself and the floors below:
+
+- the library, what a reader imports: ``csc`` (the layer), ``models``, ``data``, ``config`` and
+  ``train`` (training), ``evaluate``, ``device``, ``checkpoint``, ``attacks``, ``denoise``,
+  ``robustness``, ``adaptive``, ``analysis``, ``reconstruction``, ``hits``, ``released``, ``provenance``;
+- ``sdnet.chapters``: what the chapters compute from results (the paper's numbers, the held-out
+  protocol, verdict rules, the reports of chapters 1-5, figures);
+- the study and its pipeline: ``params`` (params.yaml), ``study``, ``stages`` (one command per
+  DVC stage), ``pipeline``, ``stale``, ``readme``, ``marked``;
+
+and ``sdnet.tools`` for commands no stage runs (``python -m sdnet.tools.bench``).
+
+The names below are imported on first use, so that ``import sdnet.params`` (checking a
 params.yaml before any work) does not pay for importing torch.
 """
 

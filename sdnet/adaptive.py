@@ -108,24 +108,6 @@ class AdaptiveLambda(nn.Module):
         return logits
 
 
-def adaptive_predict(
-    model: nn.Module,
-    x: Tensor,
-    fit: LambdaFit,
-    *,
-    lambdas: Sequence[float],
-    train_lam: float,
-    per: str = "sample",
-    layers: LayerChoice = None,
-) -> tuple[Tensor, Tensor]:
-    """Logits of ``x`` with lambda chosen per sample (or per batch) by :class:`AdaptiveLambda`,
-    and the lambda each sample got. The model runs in eval mode; its previous mode is restored."""
-    adaptive = AdaptiveLambda(model, fit, lambdas, train_lam, per=per, layers=layers)
-    with evaluating(model), torch.no_grad():
-        logits = adaptive(x.to(model_device(model)))
-    return logits, adaptive.last_lambdas
-
-
 @torch.no_grad()
 def adaptive_accuracy(
     adaptive: AdaptiveLambda, batches: Batches, *, device: str | torch.device | None = None, bf16: bool | str = "auto",
@@ -150,7 +132,7 @@ def adaptive_accuracy(
 
 
 def leave_one_noise_out(best: pd.DataFrame) -> dict[str, LambdaFit]:
-    """For each noise of a :func:`sdnet.robustness.best_lambda` table (one model, with the
+    """For each noise of a :func:`sdnet.robustness.best_lambda_table` table (one model, with the
     ``recon_error_train_lam`` column), the line fitted on the conditions of every *other* noise.
 
     The clean condition counts as a noise of its own: it is held out when ``"clean"`` is evaluated

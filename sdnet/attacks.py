@@ -31,11 +31,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from sdnet.evaluate import Batches, LayerChoice, Tally, at_lambda, evaluating, has_lambda, model_device
+from sdnet.evaluate import Batches, LayerChoice, at_lambda, evaluating, has_lambda, model_device
 
 NORMS = ("Linf", "L2")
 ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")
@@ -165,38 +166,6 @@ def _correct(model: nn.Module, x: Tensor, y: Tensor, setting: contextlib.Abstrac
         return model(x).argmax(1) == y
 
 
-def robust_accuracy(
-    model: nn.Module,
-    batches: Batches,
-    *,
-    norm: str = "Linf",
-    eps: float | None = None,
-    steps: int = 10,
-    alpha: float | None = None,
-    lam: float | None = None,
-    attack_lam: float | None = None,
-    layers: LayerChoice = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-) -> float:
-    """Top-1 accuracy (%) on PGD examples, evaluated at ``lam``.
-
-    The examples are crafted at ``attack_lam``; ``None`` means ``lam`` (white-box). ``lam=None``
-    leaves the CSC layers at their own lambda; a model without CSC layers ignores both.
-    """
-    device = torch.device(device) if device is not None else model_device(model)
-    attack = pgd(model, norm=norm, eps=eps, steps=steps, alpha=alpha)
-    attack_lam = lam if attack_lam is None else attack_lam
-    tally = Tally(device)
-    with evaluating(model):
-        for i, (x, y) in enumerate(batches):
-            x, y = x.to(device), y.to(device)
-            adversarial = adversarial_examples(model, x, y, attack, lam=attack_lam, layers=layers, seed=seed + i)
-            with torch.no_grad(), at_lambda(model, lam, layers):
-                tally.add(model(adversarial), y)
-    return tally.result()["top1"]
-
-
 Setting = Callable[[float | None], contextlib.AbstractContextManager]
 
 
@@ -292,28 +261,17 @@ def attack_vs_lambda(
              **{k: r[k] for k in ("clean", "white_box", "transfer")}} for r in rows]
 
 
-def pgd_vs_lambda(
-    model: nn.Module,
-    batches: Batches,
-    lambdas: Sequence[float],
-    *,
-    train_lam: float,
-    norm: str = "Linf",
-    eps: float | None = None,
-    steps: int = 10,
-    alpha: float | None = None,
-    layers: LayerChoice = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    progress: bool = False,
-) -> list[dict[str, float]]:
-    """:func:`attack_vs_lambda` with PGD alone: rows ``lam, clean, white_box, transfer``.
+def adversarial_views(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int, lambdas: list[float]) -> dict[str, Any]:
+    """What chapter 4 shows of one attack: PGD examples of ``x`` at L-inf ``eps`` crafted on
+    ``model`` at ``lambdas[0]`` (its training lambda), the perturbation, and at each of ``lambdas``
+    the stem's reconstruction of the example and of the clean image (pixels,
+    :func:`sdnet.robustness.stem_reconstructions`) and the predicted classes of the example."""
+    from sdnet.robustness import stem_reconstructions
 
-    A model without CSC layers is attacked once and its row repeated for every lambda.
-    """
-    spec = AttackSpec("pgd", norm, DEFAULT_EPS.get(norm, 0.0) if eps is None else float(eps), steps, alpha=alpha)
-    rows = attack_vs_lambda(model, batches, lambdas, [spec], train_lam=train_lam, num_classes=2, layers=layers, seed=seed, device=device, progress=progress)
-    rows = [{k: v for k, v in row.items() if k != "attack"} for row in rows]
-    if not has_lambda(model):  # a ResNet has no lambda: one evaluation, repeated to line up with SDNet
-        rows = [{**rows[0], "lam": float(lam)} for lam in lambdas]
-    return rows
+    x_adv = adversarial_examples(model, x, y, pgd(model, eps=eps, steps=steps), lam=lambdas[0])
+    predicted = {}
+    for lam in lambdas:
+        with torch.no_grad(), at_lambda(model, lam):
+            predicted[lam] = model(x_adv).argmax(1)
+    return {"x_adv": x_adv, "delta": x_adv - x, "views": stem_reconstructions(model, x_adv, lambdas),
+            "clean_views": stem_reconstructions(model, x, lambdas), "predicted": predicted}

@@ -129,3 +129,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     model = build_from(ckpt["arch"])
     load_weights(model, ckpt)
     return model.to(device).eval(), ckpt
+
+
+def unfinished(ckpt: dict[str, Any], path: str | Path) -> str | None:
+    """Why the checkpoint at ``path`` is not a finished network (it stopped before its last
+    epoch), or None when it is one."""
+    done, epochs = ckpt["epoch"], ckpt["config"]["epochs"]
+    return None if done == epochs else f"{path} stopped at epoch {done} of {epochs}"
+
+
+def require_finished(ckpt: dict[str, Any], path: str | Path, advice: str) -> None:
+    """A :class:`CheckpointError` (its reason, then ``advice``) unless the checkpoint is finished."""
+    if reason := unfinished(ckpt, path):
+        raise CheckpointError(f"{reason}: {advice}")

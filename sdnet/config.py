@@ -1,9 +1,11 @@
-"""Typed, validated parameters: every section of params.yaml, and the paper's training recipes.
+"""How a network is trained: :class:`TrainConfig`, the paper's recipes, the architectures, and the
+typed, validated sections both it and the study's parameters (:mod:`sdnet.params`) are built from.
 
 A bad value fails here, before any work, with a message naming the key (its full path in
-params.yaml) and what is allowed. params.yaml is the single place where a study's values are
-written; this module knows the types, the rules and the recipe defaults
-(../shared/PAPER.md, "Training recipes").
+params.yaml or the command-line flag) and what is allowed; this module knows the types, the rules
+and the recipe defaults (../shared/PAPER.md, "Training recipes"). It is part of the code that
+decides a network's weights (:func:`sdnet.provenance.weights_code`): nothing about the study
+(profiles, chapters, where the repository is) lives here.
 
 Values arrive from YAML or from the command line (read as YAML). YAML 1.1 reads ``5e-4`` as the
 *string* "5e-4" (it wants ``5.0e-4``), so a number field also takes a string that is a number;
@@ -17,15 +19,11 @@ import dataclasses
 import difflib
 import functools
 import math
-import os
 import sys
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 DATASETS = ("synthetic", "cifar10", "cifar100", "cifar10-jpeg", "imagenet")
 SCHEDULES = ("cosine", "step", "onecycle")
@@ -151,14 +149,14 @@ class Section:
             if key not in fields:
                 close = difflib.get_close_matches(str(key), fields, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown key {_join(where, key)!r}{hint}; {label} takes: {', '.join(fields)}")
+                raise ConfigError(f"unknown key {join_key(where, key)!r}{hint}; {label} takes: {', '.join(fields)}")
         missing = [
             name for name, f in fields.items()
             if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         ]
         if missing:
-            raise ConfigError(f"{label} is missing {', '.join(repr(_join(where, m)) for m in missing)}")
-        converted = {key: _convert(value, hints[key], _join(where, key)) for key, value in values.items()}
+            raise ConfigError(f"{label} is missing {', '.join(repr(join_key(where, m)) for m in missing)}")
+        converted = {key: _convert(value, hints[key], join_key(where, key)) for key, value in values.items()}
         section = cls(**converted)
         section.check(where)
         return section
@@ -168,13 +166,13 @@ class Section:
 
     def need(self, ok: bool, key: str, allowed: str, where: str = "") -> None:
         if not ok:
-            raise ConfigError(f"{_join(where, key)} = {getattr(self, key)!r} is not allowed: {allowed}")
+            raise ConfigError(f"{join_key(where, key)} = {getattr(self, key)!r} is not allowed: {allowed}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _join(where: str, key: str) -> str:
+def join_key(where: str, key: str) -> str:
     return f"{where}.{key}" if where else str(key)
 
 
@@ -291,258 +289,3 @@ def recipe(name: str, **overrides: Any) -> TrainConfig:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     return TrainConfig.from_dict({**RECIPES[name], **overrides})
-
-
-# ---------------------------------------------------------------------------------------------
-# The study: params.yaml
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunSpec(Section):
-    """A network the pipeline can train (params.yaml ``runs``): a model of ``sdnet.models``."""
-
-    model: str
-    shortcut: bool = True
-
-    def check(self, where: str = "") -> None:
-        self.need(self.model in ARCHS, "model", f"one of {sorted(ARCHS)}", where)
-        self.need(self.shortcut or self.model.endswith("_all"), "shortcut", "false only for the -All models", where)
-
-
-@dataclass(frozen=True)
-class DataParams(Section):
-    datasets: list[str]
-    root: str = "data"
-    verify: bool = True
-    limit: int | None = None  # class-balanced subset of each split (null: all)
-
-    def check(self, where: str = "") -> None:
-        choices = [d for d in DATASETS if d != "imagenet"]
-        self.need(bool(self.datasets) and all(d in choices for d in self.datasets), "datasets", f"a non-empty list of {choices}", where)
-        self.need(self.limit is None or self.limit > 0, "limit", "a positive integer or null", where)
-
-
-@dataclass(frozen=True)
-class TrainParams(Section):
-    """A profile's ``train`` section: which runs it trains, on which seeds, with which
-    TrainConfig values (``config``, every other key of the section), and per-run overrides
-    (TrainConfig values, and ``seeds`` for a run trained on other seeds than the rest)."""
-
-    runs: list[str]
-    seeds: list[int] = field(default_factory=lambda: [0])
-    per_run: dict[str, dict[str, Any]] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "") -> TrainParams:
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where or 'train'} must be a mapping of keys to values, got {values!r}")
-        own = {"runs", "seeds", "per_run"}
-        if "seed" in values:
-            raise ConfigError(f"{_join(where, 'seed')}: a profile lists its seeds as `seeds: [0, 1, 2]`")
-        fixed = {"model", "dataset", "shortcut", "data_root", "verify", "limit"}  # from runs: and data:
-        for key in values:
-            if key in fixed:
-                raise ConfigError(f"{_join(where, key)} cannot be set here: it comes from `runs:` or the profile's `data:` section")
-        config = {k: v for k, v in values.items() if k not in own}
-        TrainConfig.from_dict(config, where)  # every TrainConfig key and value, checked once here
-        section = super().from_dict({**{k: v for k, v in values.items() if k in own}, "config": config}, where)
-        for seeds, key in [(section.seeds, "seeds")] + [(o["seeds"], f"per_run.{r}.seeds") for r, o in section.per_run.items() if "seeds" in o]:
-            if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-                    and len(set(seeds)) == len(seeds)):
-                raise ConfigError(f"{_join(where, key)} = {seeds!r} is not allowed: a non-empty list of distinct integers >= 0")
-        return section
-
-    def seeds_for(self, run: str) -> list[int]:
-        """The seeds ``run`` is trained on: its own ``per_run`` ``seeds``, or the section's."""
-        return self.per_run.get(run, {}).get("seeds", self.seeds)
-
-    def overrides(self, run: str) -> dict[str, Any]:
-        """``run``'s TrainConfig overrides (its ``per_run`` entry without ``seeds``)."""
-        return {k: v for k, v in self.per_run.get(run, {}).items() if k != "seeds"}
-
-
-# The runs a profile may take as checkpoint files instead of training them (``checkpoints``): the
-# authors' released CIFAR networks (sdnet.released), and a ResNet-18 of theirs or trained by this
-# project, as the baseline of chapters 3 and 4.
-CHECKPOINT_RUNS = ("sdnet18", "sdnet18_all", "sdnet18_all_noshortcut", "resnet18")
-
-
-@dataclass(frozen=True)
-class CheckpointParams(Section):
-    """A profile's ``checkpoints``: per run, a checkpoint file to use instead of training it
-    (a path, absolute or relative to the repository), or null. SDNet-18 is needed by chapters 3-5
-    (trained or given); the others are optional: without a ResNet-18 the chapters compare with
-    the paper's ResNet-18 numbers, without SDNet-18-All (no shortcut) chapter 5 shows the stem only."""
-
-    sdnet18: str | None = None
-    sdnet18_all: str | None = None
-    sdnet18_all_noshortcut: str | None = None
-    resnet18: str | None = None
-
-    def check(self, where: str = "") -> None:
-        for run in CHECKPOINT_RUNS:
-            self.need(getattr(self, run) is None or bool(getattr(self, run).strip()), run, "a path to a checkpoint file, or null", where)
-
-    def given(self) -> dict[str, str]:
-        """The runs given as files: run -> path as written."""
-        return {run: path for run in CHECKPOINT_RUNS if (path := getattr(self, run)) is not None}
-
-
-# The chapters' sections of a profile: validated by sdnet.chapter_config (kept out of this module,
-# which decides how networks are trained, so that a new chapter parameter retrains nothing).
-CHAPTER_SECTIONS = ("csc_layer", "robustness", "adversarial", "visualize")
-
-
-@dataclass(frozen=True)
-class Profile(Section):
-    """One scale of the study (params.yaml ``profiles.<name>``). ``chapters`` holds the chapters'
-    sections (:data:`CHAPTER_SECTIONS`) as read, or validated by :func:`sdnet.chapter_config.parse_chapters`;
-    ``profile.robustness`` and the like read them."""
-
-    data: DataParams
-    train: TrainParams
-    checkpoints: CheckpointParams = field(default_factory=CheckpointParams)
-    # A frozen earlier run of this study (a folder of reports/earlier/: its chapters' verdict.csv
-    # and about.json), or null: each chapter's verdict then says which verdicts moved since.
-    earlier: str | None = None
-    chapters: dict[str, Any] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Any:
-        chapters = self.__dict__.get("chapters", {})
-        if name in chapters:
-            return chapters[name]
-        raise AttributeError(f"a profile has no section {name!r}")
-
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "") -> Profile:
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where} must be a mapping of sections, got {values!r}")
-        hints = {k: v for k, v in typing.get_type_hints(cls).items() if k != "chapters"}
-        known = [*hints, *CHAPTER_SECTIONS]
-        sections: dict[str, Any] = {}
-        chapters: dict[str, Any] = {}
-        for key, value in values.items():
-            if key == "earlier":
-                if value is not None and not (isinstance(value, str) and value.strip()):
-                    raise ConfigError(f"{_join(where, key)} = {value!r} is not allowed: a folder of reports/earlier/, or null")
-                sections[key] = value
-            elif key in CHAPTER_SECTIONS:
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{_join(where, key)} must be a mapping of keys to values, got {value!r}")
-                chapters[key] = value
-            elif key in hints:
-                sections[key] = hints[key].from_dict(value, _join(where, key))
-            else:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown section {_join(where, key)!r}{hint}; a profile has: {', '.join(known)}")
-        missing = [k for k in known if k not in sections and k not in chapters and k not in ("checkpoints", "earlier")]
-        if missing:
-            raise ConfigError(f"{where} is missing the section(s) {', '.join(missing)}")
-        profile = cls(**sections, chapters=chapters)
-        both = sorted(set(profile.checkpoints.given()) & set(profile.train.runs))
-        if both:
-            raise ConfigError(f"{where}: {', '.join(both)} both trained (train.runs) and given as a checkpoint file "
-                              f"(checkpoints); remove one of the two")
-        return profile
-
-
-@dataclass(frozen=True)
-class Params:
-    """params.yaml, validated: the active ``profile``, every profile, and the ``runs`` they share."""
-
-    profile: str
-    runs: dict[str, RunSpec]
-    profiles: dict[str, Profile]
-
-    @property
-    def active(self) -> Profile:
-        return self.profiles[self.profile]
-
-    def train_config(self, run: str, root: str | Path, dataset: str | None = None, seed: int | None = None) -> TrainConfig:
-        """The TrainConfig of ``run`` at the active profile, on ``dataset`` (default: the profile's
-        first) with ``seed`` (default: the run's first): the profile's shared values, its data
-        section (its root relative to the repository ``root``), the run's overrides
-        (``per_run``), then the run's architecture."""
-        if run not in self.runs:
-            raise ConfigError(f"unknown run {run!r}; params.yaml `runs:` has {', '.join(self.runs)}")
-        train, data, spec = self.active.train, self.active.data, self.runs[run]
-        values = {
-            **train.config, "data_root": str(Path(root) / data.root), "verify": data.verify, "limit": data.limit,
-            **train.overrides(run),
-            "model": spec.model, "shortcut": spec.shortcut, "dataset": dataset or data.datasets[0],
-            "seed": train.seeds_for(run)[0] if seed is None else seed,
-        }
-        return TrainConfig.from_dict(values, f"profiles.{self.profile}.train")
-
-    def run_dir(self, run: str, root: str | Path, dataset: str | None = None, seed: int | None = None) -> Path:
-        """Where the ``train@<run>`` stage trains ``run`` on ``dataset`` with ``seed``:
-        ``reports/<profile>/models/<run>/<dataset>/seed<k>/`` under the repository ``root``."""
-        seed = self.active.train.seeds_for(run)[0] if seed is None else seed
-        return Path(root) / "reports" / self.profile / "models" / run / (dataset or self.active.data.datasets[0]) / f"seed{seed}"
-
-
-def parse_params(raw: Any, profile: str | None = None, source: str = "params.yaml") -> Params:
-    """Validate what a params.yaml mapping says about training: the runs, and every profile's
-    data, train, checkpoints and earlier sections. ``profile`` overrides the file's choice. Every
-    profile is checked (a typo in an inactive one is caught too), and every run a profile names
-    must exist. The chapters' sections are checked by :func:`sdnet.chapter_config.parse_all`."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source} must be a mapping with `profile`, `runs` and `profiles`")
-    for key in raw:
-        if key not in ("profile", "runs", "profiles"):
-            raise ConfigError(f"{source}: unknown top-level key {key!r}; it has `profile`, `runs` and `profiles`")
-    for key in ("profile", "runs", "profiles"):
-        if key not in raw:
-            raise ConfigError(f"{source} has no `{key}`")
-    if not isinstance(raw["runs"], dict) or not raw["runs"]:
-        raise ConfigError(f"{source}: `runs` must map run names to architectures, e.g. sdnet18: {{model: sdnet18}}")
-    if not isinstance(raw["profiles"], dict) or not raw["profiles"]:
-        raise ConfigError(f"{source}: `profiles` must map profile names to their sections")
-    runs = {str(name): RunSpec.from_dict(spec, f"runs.{name}") for name, spec in raw["runs"].items()}
-    profiles = {str(name): Profile.from_dict(p, f"profiles.{name}") for name, p in raw["profiles"].items()}
-    name = profile or raw["profile"]
-    if name not in profiles:
-        raise ConfigError(f"profile {name!r} is not in {source}; choose one of {sorted(profiles)}")
-    for pname, p in profiles.items():
-        for key, names in (("train.runs", p.train.runs), ("train.per_run", list(p.train.per_run))):
-            unknown = [r for r in names if r not in runs]
-            if unknown:
-                close = difflib.get_close_matches(unknown[0], runs, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"profiles.{pname}.{key} names unknown run(s) {unknown}{hint}; the runs are: {', '.join(runs)}")
-        for run, overrides in p.train.per_run.items():
-            where = f"profiles.{pname}.train.per_run.{run}"
-            for key in set(overrides) & {"model", "shortcut", "dataset", "data_root", "verify", "seed"}:
-                raise ConfigError(f"{where}.{key} cannot be overridden per run (model and shortcut come from `runs:`, the data from `data:`; a run's own seeds are `seeds: [...]`)")
-            TrainConfig.from_dict({**p.train.config, **p.train.overrides(run)}, where)
-    return Params(name, runs, profiles)
-
-
-def repo_root(start: str | Path | None = None) -> Path:
-    """The folder holding params.yaml and the sdnet package, searched upwards from ``start`` (the cwd)."""
-    here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "params.yaml").is_file() and (folder / "sdnet").is_dir():
-            return folder
-    raise FileNotFoundError(f"no params.yaml above {here}: run from inside the sdnet repository")
-
-
-def checkpoint_path(root: str | Path, path: str) -> Path:
-    """A ``checkpoints`` entry as a path: ``~`` expanded, relative to the repository ``root``."""
-    return Path(root) / Path(path).expanduser()
-
-
-def load_params(path: str | Path, profile: str | None = None) -> Params:
-    """Read and validate a params.yaml file (see :func:`parse_params`). The active profile's
-    checkpoint files are checked where they are read (``sdnet.study.load_study``)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no {path}: run from inside the sdnet repository") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    return parse_params(raw, profile, str(path))

@@ -1,4 +1,4 @@
-"""Device and precision: where a network runs, and whether in bf16.
+"""Device and precision: where a network runs, whether in bf16, and on how many processes.
 
 One rule for training, evaluation, the noise sweeps and the benchmark (:func:`use_bf16`), kept
 apart from the evaluation loop because it decides how a network is trained: the training stage
@@ -8,9 +8,12 @@ depends on this module, not on :mod:`sdnet.evaluate`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import warnings
 
 import torch
+import torch.distributed as dist
 
 from sdnet.config import ConfigError
 
@@ -82,3 +85,35 @@ def device_kind(device: torch.device) -> str:
 def precision_name(bf16: bool) -> str:
     """``bf16`` or ``float32``: the words history.csv and the tables use."""
     return "bf16" if bf16 else "float32"
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed set-up (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Dist:
+    """This process's place among the processes of a distributed run (one process: the defaults)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
+    """Join the process group torchrun started (if any); returns this process's place and device."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        return Dist(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world_size, local_rank), device

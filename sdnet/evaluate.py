@@ -2,6 +2,8 @@
 
     python -m sdnet.evaluate --checkpoint reports/quick/models/sdnet18/synthetic/seed0/weights.pt --lambdas 0.1 0.5 1.0
 
+(in float32 unless ``--precision`` says otherwise: the number the pipeline records for the same weights)
+
 Everything that measures accuracy in this package goes through :class:`Tally` (sums kept on the
 device, read back once) and :func:`evaluate` (one pass over the batches in eval mode, on the
 device's fast path: bf16 autocast where the hardware multiplies bf16 natively (:func:`use_bf16`),
@@ -22,6 +24,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -198,7 +201,8 @@ def test_metrics(cfg, out: str | Path) -> dict[str, float]:
     its share and the sums are combined. The one place the pipeline (``evaluate@<run>``) and the
     training command line measure a trained network."""
     from sdnet.checkpoint import WEIGHTS, load_model
-    from sdnet.train import make_loaders, setup_distributed
+    from sdnet.data.run_loaders import make_loaders
+    from sdnet.device import setup_distributed
 
     device = resolve_device(cfg.device)
     ddp, device = setup_distributed(device)
@@ -215,41 +219,68 @@ def test_metrics(cfg, out: str | Path) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _test_batches(cfg: dict[str, Any], args: argparse.Namespace, device: torch.device, classes: int, checkpoint: str) -> tuple[Batches, str]:
+    """The test split the command scores: the checkpoint's dataset unless ``--dataset`` says
+    otherwise, as the batches of :func:`evaluate` and the dataset's display name."""
+    from sdnet.checkpoint import CheckpointError
+
+    dataset, root = args.dataset or cfg["dataset"], args.data_root or cfg["data_root"]
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if dataset == "imagenet":
+        from sdnet.data.imagenet import imagenet_loaders
+
+        if args.limit is not None:
+            raise ConfigError("--limit takes a class-balanced subset of a CIFAR-sized set; ImageNet's is not loaded into memory")
+        test = imagenet_loaders(root, args.batch_size, workers=cfg.get("workers", 8))[1]
+        name, count = "ImageNet-1k", len(test.dataset.classes)
+    else:
+        from sdnet.data import DeviceLoader, load_dataset
+
+        try:
+            _, split = load_dataset(dataset, root, verify=not args.no_verify and cfg["verify"], limit=args.limit or cfg["limit"])
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        test, name, count = list(DeviceLoader(split, args.batch_size, train=False, device=device)), split.name, len(split.classes)
+    if count != classes:
+        raise CheckpointError(f"{checkpoint} classifies {classes} classes ({cfg['dataset']}), {name} has {count}: "
+                              "evaluate it on the dataset it was trained on")
+    return test, name
+
+
 @command_line
 def main(argv: list[str] | None = None) -> None:
-    from sdnet.checkpoint import CheckpointError, load_model
-    from sdnet.data import DeviceLoader, load_dataset
+    from sdnet.checkpoint import load_model, unfinished
+    from sdnet.device import precision_name
     from sdnet.strict_json import json_ready
 
     p = argparse.ArgumentParser(description="Evaluate a trained sdnet checkpoint (top-1/top-5, optionally per test-time lambda).")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--dataset", help="default: the dataset the checkpoint was trained on")
+    p.add_argument("--dataset", help="default: the dataset the checkpoint was trained on (imagenet: an ImageFolder tree, --data-root)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--no-verify", action="store_true", help="accept non-official copies of the dataset files")
     p.add_argument("--limit", type=int, default=None, help="a class-balanced subset of the test set")
     p.add_argument("--lambdas", type=float, nargs="*", default=None)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["float32", "bf16", "auto"], default="float32",
+                   help="float32 (default): the number the pipeline records for these weights on every machine; "
+                        "auto: bf16 where the hardware has it natively (faster, within a few tenths of a point)")
     p.add_argument("--json", type=Path, default=None, help="write the metrics here")
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
     model, ckpt = load_model(args.checkpoint, device)
     cfg = ckpt["config"]
-    _, test = load_dataset(args.dataset or cfg["dataset"], args.data_root or cfg["data_root"], verify=not args.no_verify and cfg["verify"], limit=args.limit or cfg["limit"])
-    classes = ckpt["arch"]["num_classes"]
-    if len(test.classes) != classes:
-        raise CheckpointError(
-            f"{args.checkpoint} classifies {classes} classes ({cfg['dataset']}), {test.name} has {len(test.classes)}: "
-            "evaluate it on the dataset it was trained on"
-        )
-    batches = list(DeviceLoader(test, args.batch_size, train=False, device=device))
-    finished = ckpt["epoch"] == cfg["epochs"]
-    result = {"checkpoint": str(args.checkpoint), "epoch": ckpt["epoch"], "epochs": cfg["epochs"], "finished": finished, "dataset": test.name, **evaluate(model, batches)}
-    if not finished:
-        print(f"note: {args.checkpoint} is from epoch {ckpt['epoch']} of {cfg['epochs']}: training did not finish", file=sys.stderr)
+    batches, name = _test_batches(cfg, args, device, ckpt["arch"]["num_classes"], args.checkpoint)
+    bf16 = use_bf16(device, {"float32": False, "bf16": True, "auto": "auto"}[args.precision])
+    reason = unfinished(ckpt, args.checkpoint)
+    result = {"checkpoint": str(args.checkpoint), "epoch": ckpt["epoch"], "epochs": cfg["epochs"], "finished": reason is None,
+              "dataset": name, "precision": precision_name(bf16), **evaluate(model, batches, bf16=bf16)}
+    if reason:
+        print(f"note: {reason}: training did not finish", file=sys.stderr)
     if args.lambdas:
-        result["lambda_sweep"] = lambda_sweep(model, batches, args.lambdas)
+        result["lambda_sweep"] = lambda_sweep(model, batches, args.lambdas, bf16=bf16)
     text = json.dumps(json_ready(result), indent=2, allow_nan=False)
     print(text)
     if args.json:

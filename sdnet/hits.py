@@ -3,7 +3,7 @@
 An accuracy on n images is an estimate; two accuracies on the *same* images are paired, and how
 far apart they may fall by chance depends on how often the two disagree, which only the
 per-image results tell. They also let a knob chosen on one half of the images be scored on the
-other under a bootstrap over the images (:mod:`sdnet.noise_defenders`).
+other under a bootstrap over the images (:mod:`sdnet.chapters.noise_defenders`).
 
 A stage writes one ``hits.npz`` beside its tables: for each table (and per-image column) a
 2-D array whose row i holds the hits of the table's row i, packed eight images to a byte

@@ -47,7 +47,7 @@ import yaml
 
 from sdnet.config import command_line
 from sdnet.provenance import code_dependencies
-from sdnet.study import repo_root
+from sdnet.params import repo_root
 
 _VARIABLE = re.compile(r"\$\{\s*([\w.\-]+)\s*\}")
 
@@ -165,7 +165,7 @@ def set_params(root: str | Path, assignments: list[str], validate: bool = True) 
     """Apply ``key.path=value`` assignments to params.yaml (values read as YAML), as
     ``dvc exp run -S`` does, after checking that the result is valid (``validate``: false for
     values an older study recorded, which today's schema may no longer take). Comments are not kept."""
-    from sdnet.chapter_config import parse_all
+    from sdnet.params import parse_params
     from sdnet.config import ConfigError
 
     path = Path(root) / "params.yaml"
@@ -181,7 +181,7 @@ def set_params(root: str | Path, assignments: list[str], validate: bool = True) 
             node = node[part]
         node[key.split(".")[-1]] = yaml.safe_load(value)
     if validate:
-        parse_all(params, source=f"{path} with {' '.join(assignments)}")
+        parse_params(params, source=f"{path} with {' '.join(assignments)}")
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

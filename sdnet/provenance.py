@@ -116,9 +116,11 @@ TRAINER = "sdnet.train"  # the module whose closure decides a trained network's 
 
 def weights_code(root: str | Path = PACKAGE_ROOT) -> set[str]:
     """The sdnet files that decide a trained network's weights: the trainer and every module it
-    imports (layer, models, data readers and loader, the parameters' schema, checkpoints, this
-    module). The ``train@<run>`` stages depend on exactly these and their own stage module; what
-    is measured on a trained network (:mod:`sdnet.evaluate`, the chapters) is not among them."""
+    imports (layer, models, data readers and loaders, the training configuration, device and
+    precision, checkpoints, this module). The ``train@<run>`` stages depend on these, their own
+    stage module and the study's parameters (:mod:`sdnet.params`, which only choose a
+    TrainConfig); what is measured on a trained network (:mod:`sdnet.evaluate`, the chapters) is
+    not among them."""
     return code_dependencies(root, imported=[TRAINER])
 
 

@@ -30,16 +30,15 @@ from pathlib import Path
 
 import yaml
 
+from sdnet import marked
 from sdnet.config import command_line
-from sdnet.stale import find_marked, lock_path
+from sdnet.stale import lock_path
 from sdnet.stages.summarize import SECTIONS
-from sdnet.study import repo_root, verdict_kind
+from sdnet.chapters.verdicts import verdict_kind
+from sdnet.params import repo_root
 
 OURS = "(ours)"
-
-
-def _markers(profile: str) -> tuple[str, str]:
-    return f"<!-- does-it-hold:{profile} -->", f"<!-- /does-it-hold:{profile} -->"
+BLOCK = "does-it-hold"  # the kind of its block in README.md (sdnet.marked)
 
 
 # --- cutting a cell to its essentials -------------------------------------------------------------
@@ -189,7 +188,7 @@ def claims_table(root: Path, profile: str, data: str) -> tuple[list[str], list[s
 
 def does_it_hold(root: Path, profile: str) -> str:
     """The block for ``reports/<profile>`` (markers included)."""
-    start, end = _markers(profile)
+    start, end = marked.markers(BLOCK, profile)
     data, line = conditions(root, profile)
     table, ours = claims_table(root, profile, data)
     lines = [start, line, "", *table]
@@ -201,8 +200,7 @@ def does_it_hold(root: Path, profile: str) -> str:
 
 def read_block(text: str, profile: str) -> str | None:
     """The block for ``profile`` in ``text``, or None."""
-    found = find_marked(text, *_markers(profile))
-    return found.group(0) if found else None
+    return marked.read(text, BLOCK, profile)
 
 
 def write(root: Path, profile: str) -> None:
@@ -211,7 +209,7 @@ def write(root: Path, profile: str) -> None:
     text = readme.read_text()
     old = read_block(text, profile)
     if old is None:
-        start, end = _markers(profile)
+        start, end = marked.markers(BLOCK, profile)
         raise SystemExit(f"README.md has no {start} ... {end} block: add the two markers where the table belongs")
     readme.write_text(text.replace(old, does_it_hold(root, profile)))
 

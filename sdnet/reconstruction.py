@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sdnet.analysis import SPARSER_BY, Interval, correlation, unexplained_variance
+from sdnet.analysis import Interval, correlation, unexplained_variance
 from sdnet.csc import CSCConv2d
 
 
@@ -169,27 +169,3 @@ def two_step_share(two_steps: Curve, converged: Curve, target: float) -> float:
     is the two-step budget; 0: none of it)."""
     e2, ec = curve_at(two_steps, target), curve_at(converged, target)
     return 1 - ec / e2 if e2 > 0 else math.nan
-
-
-def reconstruction_verdict(two_steps: SparsityComparison, converged: SparsityComparison, budget: float,
-                           zeros: float, floor: float) -> str:
-    """Chapter 1's verdict on "two unrolled steps give a sparse code that reconstructs the input",
-    for the trained stems: *reconstructs* means a lower :func:`scaled_error` than random
-    dictionaries at the same fraction of zeros (the whole interval below 0); *sparse* means the
-    penalty adds at least :data:`sdnet.analysis.SPARSER_BY` to the zeros at lambda 0 (``floor``),
-    chapter 5's rule. Holds when both do, weak when one does, does not hold when neither does; the
-    numbers also say how much of the error is the two-step budget (``budget``, :func:`two_step_share`)."""
-    d = two_steps.difference
-    better, sparse = d.high < 0, zeros - floor >= SPARSER_BY
-    numbers = (f"at {100 * two_steps.target:.0f}% zeros the trained stems' 2-step codes leave {two_steps.ours_mean:.3f} of the "
-               f"variance unexplained after the best scaling against {two_steps.random_mean:.3f} for random dictionaries "
-               f"(difference {d.mean:+.3f}, 95% interval {d.low:+.3f} to {d.high:+.3f}); converged codes {converged.ours_mean:.3f} "
-               f"against {converged.random_mean:.3f}: {100 * budget:.0f}% of the 2-step error is the two-step budget; "
-               f"the penalty adds {100 * (zeros - floor):.1f} points of zeros to the {100 * floor:.0f}% of non-negativity alone")
-    if better and sparse:
-        return f"holds: {numbers}"
-    if better:
-        return f"weak: {numbers}; it reconstructs better than random dictionaries, but its zeros come from non-negativity"
-    if sparse:
-        return f"weak: {numbers}; sparse, but no better than random dictionaries at equal sparsity"
-    return f"does not hold: {numbers}; no better than random dictionaries, and its zeros come from non-negativity"

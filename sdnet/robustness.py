@@ -13,8 +13,7 @@ Reading order:
 - :func:`sweep` runs :func:`sdnet.evaluate.lambda_sweep` for several models and noise
   conditions and returns a tidy table (one row per model, condition and lambda), with the
   per-image hits on request (:func:`recording_hits`);
-- :func:`best_lambda` and :func:`severity_averaged` summarise it (the paper's figures and its
-  CIFAR-10-C table);
+- :func:`best_lambda_table` summarises it: the best lambda of each condition (the paper's figures);
 - :func:`fit_lambda_vs_error` is the authors' line through (reconstruction error, best lambda),
   which :mod:`sdnet.adaptive` uses to choose lambda from the input itself;
 - :func:`filter_sweep` is the rival: the same accuracies for a model behind a test-time filter;
@@ -127,7 +126,7 @@ def _groups(table: pd.DataFrame) -> list[str]:
     return [c for c in LABELS if c in table.columns]
 
 
-def best_lambda(table: pd.DataFrame, *, train_lam: float | None = None) -> pd.DataFrame:
+def best_lambda_table(table: pd.DataFrame, *, train_lam: float | None = None) -> pd.DataFrame:
     """Per model, noise and severity: the lambda of highest accuracy (the smallest on ties).
 
     Columns: the labels, ``best_lam``, ``best_top1``; with ``train_lam`` also ``top1_train_lam``
@@ -146,18 +145,6 @@ def best_lambda(table: pd.DataFrame, *, train_lam: float | None = None) -> pd.Da
         at_train = at_train[keys + ["top1", "recon_error"]].rename(columns={"top1": "top1_train_lam", "recon_error": "recon_error_train_lam"})
         best = best.merge(at_train, on=keys, how="left")
     return best
-
-
-def severity_averaged(table: pd.DataFrame, train_lam: float) -> pd.DataFrame:
-    """Accuracy averaged over the noisy severities (>= 1), per model and noise: at the training
-    lambda, and with lambda tuned per severity at test time (the paper's CIFAR-10-C table).
-
-    Columns: ``model, noise, top1_train_lam, top1_tuned_lam``.
-    """
-    best = best_lambda(table[table["severity"] > 0], train_lam=train_lam)
-    keys = [c for c in ("model", "noise") if c in best.columns]
-    averaged = best.groupby(keys, as_index=False)[["top1_train_lam", "best_top1"]].mean()
-    return averaged.rename(columns={"best_top1": "top1_tuned_lam"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +170,7 @@ def fit_lambda_vs_error(errors: Sequence[float], best_lambdas: Sequence[float]) 
 
     One point per noise condition: the mean reconstruction error of the probed CSC layer at the
     training lambda, and the condition's best test-time lambda (e.g. the columns
-    ``recon_error_train_lam`` and ``best_lam`` of :func:`best_lambda`).
+    ``recon_error_train_lam`` and ``best_lam`` of :func:`best_lambda_table`).
     """
     e, lam = np.asarray(errors, dtype=float), np.asarray(best_lambdas, dtype=float)
     if e.shape != lam.shape or e.ndim != 1:

@@ -34,15 +34,14 @@ from pathlib import Path
 
 import yaml
 
+from sdnet import marked
 from sdnet.config import command_line
-from sdnet.study import repo_root
+from sdnet.params import repo_root
+
+NOTICE = "stale-results"  # the kind of its blocks in RESULTS.md and README.md (sdnet.marked)
 
 # Copied neither into the scratch repository nor compared: local state and data, not results.
 _LOCAL = {".venv", ".git", ".dvc", "__pycache__", ".pytest_cache", "logs", "models", "gpu-results"}
-
-
-def _markers(profile: str) -> tuple[str, str]:
-    return f"<!-- stale-results:{profile} -->", f"<!-- /stale-results:{profile} -->"
 
 
 def pipeline_path(root: Path, profile: str) -> Path:
@@ -149,7 +148,7 @@ def notice(profile: str, stages: dict[str, list[str]], commit: str | None) -> st
     """The notice block for ``stages`` (empty when nothing is stale)."""
     if not stages:
         return ""
-    start, end = _markers(profile)
+    start, end = marked.markers(NOTICE, profile)
     files = sorted({f for fs in stages.values() for f in fs})
     by = f"commit `{commit}`" if commit else "an earlier commit"
     return (
@@ -166,7 +165,7 @@ def summary_notice(profile: str, stages: dict[str, list[str]], commit: str | Non
     """README's one-line form of :func:`notice`: how many stages, and where the full notice is."""
     if not stages:
         return ""
-    start, end = _markers(profile)
+    start, end = marked.markers(NOTICE, profile)
     by = f"commit `{commit}`" if commit else "an earlier commit"
     return (
         f"{start}\n"
@@ -177,19 +176,9 @@ def summary_notice(profile: str, stages: dict[str, list[str]], commit: str | Non
     )
 
 
-def find_marked(text: str, start: str, end: str) -> re.Match | None:
-    """The first block of ``text`` from the line ``start`` to the line ``end`` (its newline included)."""
-    return re.search(re.escape(start) + r".*?" + re.escape(end) + r"\n", text, flags=re.S)
-
-
-def _find(text: str, profile: str) -> re.Match | None:
-    return find_marked(text, *_markers(profile))
-
-
 def read_notice(text: str, profile: str) -> str | None:
     """The notice block for ``profile`` in ``text``, or None."""
-    found = _find(text, profile)
-    return found.group(0) if found else None
+    return marked.read(text, NOTICE, profile)
 
 
 def declared_stages(block: str) -> list[str]:
@@ -201,7 +190,7 @@ def declared_stages(block: str) -> list[str]:
 def strip_notice(text: str, profile: str) -> str:
     """``text`` without the notice for ``profile`` and the blank line after it: exactly the text
     :func:`with_notice` added it to."""
-    found = _find(text, profile)
+    found = marked.find(text, NOTICE, profile)
     if not found:
         return text
     tail = text[found.end():]

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdnet.chapter_config import load_all
-from sdnet.config import ConfigError, Params, TrainConfig, checkpoint_path, repo_root
+from sdnet.config import ConfigError, TrainConfig
+from sdnet.params import (AttackParams, CheckpointParams, CscLayerParams, DataParams, NoiseParams, Params, TrainParams,
+                          VisualizeParams, checkpoint_path, load_params, repo_root)
 from sdnet.strict_json import write_json
 
 if TYPE_CHECKING:
@@ -61,14 +62,38 @@ class Study:
     def profile(self):
         return self.params.active
 
-    def __getattr__(self, section: str):
-        """``study.train``, ``study.robustness``, ...: the active profile's sections."""
-        if section.startswith("_"):
-            raise AttributeError(section)
-        try:
-            return getattr(self.params.active, section)
-        except AttributeError:
-            raise AttributeError(f"Study has no attribute or profile section {section!r}") from None
+    # The active profile's sections, by name: study.robustness.lambdas, study.train.seeds, ...
+    @property
+    def data(self) -> DataParams:
+        return self.params.active.data
+
+    @property
+    def train(self) -> TrainParams:
+        return self.params.active.train
+
+    @property
+    def checkpoints(self) -> CheckpointParams:
+        return self.params.active.checkpoints
+
+    @property
+    def earlier(self) -> str | None:
+        return self.params.active.earlier
+
+    @property
+    def csc_layer(self) -> CscLayerParams:
+        return self.params.active.csc_layer
+
+    @property
+    def robustness(self) -> NoiseParams:
+        return self.params.active.robustness
+
+    @property
+    def adversarial(self) -> AttackParams:
+        return self.params.active.adversarial
+
+    @property
+    def visualize(self) -> VisualizeParams:
+        return self.params.active.visualize
 
     @property
     def reports(self) -> Path:
@@ -88,7 +113,7 @@ class Study:
         self._check_run(run)
         return run in self.params.active.train.runs
 
-    def released(self, run: str) -> Path | None:
+    def given_file(self, run: str) -> Path | None:
         """The checkpoint file the active profile gives for ``run`` (``checkpoints``), or None."""
         self._check_run(run)
         path = self.params.active.checkpoints.given().get(run)
@@ -96,19 +121,19 @@ class Study:
 
     def available(self, run: str) -> bool:
         """Whether ``run`` can be loaded at the active profile: trained, or given as a file."""
-        return self.trained(run) or self.released(run) is not None
+        return self.trained(run) or self.given_file(run) is not None
 
     def _check_run(self, run: str) -> None:
         if run not in self.params.runs:
             raise ConfigError(f"unknown run {run!r}; params.yaml `runs:` has {', '.join(self.params.runs)}")
 
     def train_config(self, run: str, dataset: str | None = None, seed: int | None = None) -> TrainConfig:
-        """The TrainConfig of ``run`` on ``dataset`` with ``seed`` (:meth:`sdnet.config.Params.train_config`)."""
+        """The TrainConfig of ``run`` on ``dataset`` with ``seed`` (:meth:`sdnet.params.Params.train_config`)."""
         return self.params.train_config(run, self.root, dataset, seed)
 
     # -- models ---------------------------------------------------------------------------------
     def model_dir(self, run: str, dataset: str | None = None, seed: int | None = None) -> Path:
-        """The folder ``train@<run>`` trains ``run`` in (:meth:`sdnet.config.Params.run_dir`)."""
+        """The folder ``train@<run>`` trains ``run`` in (:meth:`sdnet.params.Params.run_dir`)."""
         return self.params.run_dir(run, self.root, dataset, seed)
 
     def checkpoint(self, run: str, dataset: str | None = None, seed: int | None = None) -> Path:
@@ -120,10 +145,10 @@ class Study:
         available). Refuses a run the profile neither trains nor is given (``checkpoints``), and a
         checkpoint whose training did not finish. A run given as a file is that file's network
         (:meth:`load_file`), whatever ``dataset`` and ``seed``."""
-        from sdnet.checkpoint import CheckpointError, load_model
+        from sdnet.checkpoint import load_model, require_finished
         from sdnet.device import resolve_device
 
-        if self.released(run) is not None:
+        if self.given_file(run) is not None:
             return self.load_file(run, device)
         if not self.trained(run):
             raise ConfigError(f"run {run!r} is not trained at profile {self.name!r}: add it to profiles.{self.name}.train.runs")
@@ -131,14 +156,13 @@ class Study:
 
         model, ckpt = load_model(self.checkpoint(run, dataset, seed), resolve_device(device or "auto"))
         model = model.to(memory_format=torch.channels_last)  # as trained and evaluated (faster on CPUs and GPUs)
-        if ckpt["epoch"] != ckpt["config"]["epochs"]:
-            raise CheckpointError(f"{self.checkpoint(run, dataset, seed)} stopped at epoch {ckpt['epoch']} of {ckpt['config']['epochs']}: finish it with `dvc repro`")
+        require_finished(ckpt, self.checkpoint(run, dataset, seed), "finish it with `dvc repro`")
         return model, ckpt
 
     def load_models(self, run: str, device: str | torch.device | None = None) -> list[tuple[str, Any]]:
         """Every network of ``run`` at the active profile as ``(label, model)``: one per seed it
         trains (``"seed 0"``, ...) on its first dataset, or the one file it gives (``"given"``)."""
-        if self.released(run) is not None:
+        if self.given_file(run) is not None:
             return [("given", self.load_file(run, device)[0])]
         return [(f"seed {s}", self.load_model(run, seed=s, device=device)[0]) for s in self.train.seeds_for(run)]
 
@@ -149,17 +173,16 @@ class Study:
         this project's checkpoint dict, or ``{"released": path, "arch": ..., "config": {"lam", "n_steps"}}``."""
         import torch
 
-        from sdnet.checkpoint import CheckpointError, load_model
+        from sdnet.checkpoint import CheckpointError, load_model, require_finished
         from sdnet.device import resolve_device
         from sdnet.released import AUTHORS_LAM, AUTHORS_STEPS, load_released
 
-        path, device = self.released(run), resolve_device(device or "auto")
+        path, device = self.given_file(run), resolve_device(device or "auto")
         if path is None:
             raise ConfigError(f"run {run!r} is not given as a file at profile {self.name!r} (profiles.{self.name}.checkpoints.{run})")
         if self.is_ours(path):
             model, ckpt = load_model(path, device)
-            if ckpt["epoch"] != ckpt["config"]["epochs"]:
-                raise CheckpointError(f"{path} stopped at epoch {ckpt['epoch']} of {ckpt['config']['epochs']}: give a finished run")
+            require_finished(ckpt, path, "give a finished run")
             got = (ckpt["arch"]["model"], ckpt["arch"]["shortcut"], ckpt["arch"]["stem"], ckpt["arch"]["num_classes"])
         else:
             model = load_released(path, device)
@@ -189,7 +212,7 @@ class Study:
         """The lambda ``run`` was trained with, read from its checkpoint (the authors' files: 0.1)."""
         from sdnet.checkpoint import load
 
-        given = self.released(run)
+        given = self.given_file(run)
         if given is not None and not self.is_ours(given):
             from sdnet.released import AUTHORS_LAM
 
@@ -209,6 +232,30 @@ class Study:
         """The test split, or a class-balanced subset of ``images`` of it."""
         test = self.datasets(dataset)[1]
         return test if images is None or images >= len(test) else test.balanced(images)
+
+    def noise_conditions(self, images: int) -> tuple[dict[tuple[str, int], tuple], str]:
+        """Images and labels of the clean test subset and of every (noise, severity) of the profile,
+        and where the noise came from: the released CIFAR-10-C files (CIFAR-10, when
+        ``<data>/CIFAR-10-C`` exists) or our seeded generator with the release's severity constants.
+        Every condition holds the same images, in the same order."""
+        from sdnet.data.corruptions import corrupt_severity, load_cifar10c
+
+        R = self.robustness
+        test = self.datasets()[1]
+        chosen = test.balanced_indices(min(images, len(test)))
+        clean = test.subset(chosen)
+        released = self.dataset == "cifar10" and (self.data_root / "CIFAR-10-C").is_dir()
+        conditions = {("clean", 0): (clean.images, clean.labels)}
+        for noise in R.noises:
+            if released:
+                for severity, part in load_cifar10c(self.data_root, noise, R.severities):
+                    part = part.subset(chosen)
+                    conditions[(noise, severity)] = (part.images, part.labels)
+            else:
+                for severity in R.severities:
+                    conditions[(noise, severity)] = (corrupt_severity(clean.images, noise, severity, seed=R.seed + severity), clean.labels)
+        source = "released CIFAR-10-C" if released else "generated (CIFAR-10-C severities)"
+        return conditions, source
 
     # -- outputs --------------------------------------------------------------------------------
     def _folder(self, kind: str, chapter: str) -> Path:
@@ -257,6 +304,8 @@ class Study:
         except FileNotFoundError as error:
             raise ConfigError(f"profiles.{self.name}.earlier = {self.profile.earlier!r}: {error.filename} is missing "
                               "(a folder of reports/earlier/ with about.json and <chapter>/verdict.csv)") from None
+        from sdnet.chapters.verdicts import verdicts_moved
+
         return verdicts_moved(earlier, verdicts, f"{about['label']}, commit {about['commit'][:7]}")
 
     def save_figure(self, fig, chapter: str, name: str, dpi: int = 120) -> None:
@@ -279,42 +328,17 @@ class Study:
 
 
 def _show_markdown(text: str) -> None:
-    """``text`` rendered as Markdown in a notebook, printed elsewhere."""
+    """``text`` shown as Markdown in a notebook (with itself, not an object's repr, as the plain-text
+    form a text-only reader shows), printed elsewhere."""
     try:
         from IPython import get_ipython
-        from IPython.display import Markdown, display
+        from IPython.display import display
     except ImportError:
         get_ipython = None
     if get_ipython is not None and get_ipython() is not None:
-        display(Markdown(text))
+        display({"text/markdown": text, "text/plain": text}, raw=True)
     else:
         print(text)
-
-
-def verdict_kind(verdict: str) -> str:
-    """What a verdict says, without its numbers: the words before its first colon
-    ("holds: +4.1 points ..." -> "holds")."""
-    return str(verdict).split(":", 1)[0].strip()
-
-
-def verdicts_moved(earlier, now, label: str) -> str:
-    """One Markdown line comparing two verdict tables (columns ``claim`` and ``verdict``) claim by
-    claim: which verdicts changed in kind (:func:`verdict_kind`), which stayed, which claims are new."""
-    before = dict(zip(earlier["claim"], earlier["verdict"]))
-    moved, same, new = [], [], []
-    for claim, verdict in zip(now["claim"], now["verdict"]):
-        if claim not in before:
-            new.append(f"\u201c{claim}\u201d")
-        elif verdict_kind(before[claim]) == verdict_kind(verdict):
-            same.append(f"\u201c{claim}\u201d ({verdict_kind(verdict)})")
-        else:
-            moved.append(f"\u201c{claim}\u201d: was \u201c{verdict_kind(before[claim])}\u201d, now \u201c{verdict_kind(verdict)}\u201d")
-    parts = [f"moved for {len(moved)} of {len(now)} claims" + (": " + "; ".join(moved) if moved else "")]
-    if same:
-        parts.append("Unchanged: " + ", ".join(same))
-    if new:
-        parts.append("Not judged then: " + ", ".join(new))
-    return f"**Against {label}:** the verdict " + ". ".join(parts) + "."
 
 
 def check_checkpoints(params: Params, root: str | Path) -> None:
@@ -322,7 +346,7 @@ def check_checkpoints(params: Params, root: str | Path) -> None:
     and SDNet-18, which chapters 3-5 need, is trained or given. The message says where the
     authors publish their networks and where to put them. Inactive profiles are not checked:
     their files need not be on this machine."""
-    from sdnet.paper import released_help
+    from sdnet.released import released_help
 
     profile, name = params.active, params.profile
     dataset = profile.data.datasets[0].removesuffix("-jpeg")  # the JPEG copy is CIFAR-10
@@ -341,6 +365,6 @@ def load_study(profile: str | None = None, root: str | Path | None = None) -> St
     (default: params.yaml's ``profile``). Every section of every profile is validated first, then
     the active profile's checkpoint files (:func:`check_checkpoints`)."""
     root = repo_root(root)
-    params = load_all(root / "params.yaml", profile)
+    params = load_params(root / "params.yaml", profile)
     check_checkpoints(params, root)
     return Study(params, root)

@@ -1,7 +1,7 @@
 """Training: one function, :func:`train`, and its command line.
 
     python -m sdnet.train --out runs/sdnet18 --model sdnet18 --dataset cifar10 --epochs 220
-    python -m sdnet.train --out runs/sdnet18 --profile paper --run sdnet18 --dataset cifar100
+    python -m sdnet.stages.train sdnet18 --profile paper --out runs/sdnet18 --dataset cifar100   # a run of params.yaml
     torchrun --nproc_per_node=8 -m sdnet.train --out runs/in1k --recipe imagenet --data-root /imagenet
 
 The loop reads top to bottom: data -> model -> optimiser -> per epoch {train, write the curve
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -43,10 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sdnet import checkpoint
-from sdnet.config import RECIPES, ConfigError, SdnetError, TrainConfig, command_line, load_params, recipe, repo_root
-from sdnet.device import autocast_for, device_kind, precision_name, resolve_device, use_bf16
+from sdnet.config import RECIPES, ConfigError, SdnetError, TrainConfig, command_line, recipe
+from sdnet.data.run_loaders import make_loaders
+from sdnet.device import autocast_for, device_kind, precision_name, resolve_device, setup_distributed, use_bf16
 from sdnet.models import count_parameters, zero_init_residual
-from sdnet.provenance import data_fingerprint, weights_fingerprint
+from sdnet.provenance import weights_fingerprint
 
 # Parameters that do not change the result: a checkpoint made with other values still resumes.
 # bf16: a resumed run keeps its precision unless told to switch (_precision), and records it;
@@ -94,70 +94,6 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias:
         {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
     ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Distributed set-up (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK)
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: torch.device) -> tuple[Dist, torch.device]:
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if world_size == 1:
-        return Dist(), device
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world_size, local_rank), device
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Data:
-    """What a run trains and tests on: loaders, number of classes, display name, stem, and a
-    fingerprint of the images (a checkpoint made on other data is not resumed)."""
-
-    train: Any
-    test: Any
-    num_classes: int
-    name: str
-    stem: str
-    fingerprint: str
-
-
-def make_loaders(cfg: TrainConfig, device: torch.device, ddp: Dist) -> Data:
-    if cfg.dataset == "imagenet":
-        from sdnet.data.imagenet import imagenet_loaders
-
-        train_loader, test_loader = imagenet_loaders(cfg.data_root, cfg.batch_size, workers=cfg.workers, distributed=ddp.world_size > 1, seed=cfg.seed)
-        classes = train_loader.dataset.classes
-        listing = f"{len(train_loader.dataset)} {len(test_loader.dataset)} {classes}"  # too large to hash its pixels
-        return Data(train_loader, test_loader, len(classes), "ImageNet-1k", "imagenet", hashlib.sha256(listing.encode()).hexdigest()[:16])
-    from sdnet.data import DeviceLoader, load_dataset
-
-    train_set, test_set = load_dataset(cfg.dataset, cfg.data_root, verify=cfg.verify, limit=cfg.limit)
-    common = dict(device=device, seed=cfg.seed, rank=ddp.rank, world_size=ddp.world_size, channels_last=cfg.channels_last)
-    train_loader = DeviceLoader(train_set, cfg.batch_size, train=True, **common)
-    test_loader = DeviceLoader(test_set, max(cfg.batch_size, 500), train=False, **common)
-    return Data(train_loader, test_loader, len(train_set.classes), train_set.name, "cifar", data_fingerprint(train_set, test_set))
 
 
 def image_size(cfg: TrainConfig, epoch: int, full: int) -> int:
@@ -395,7 +331,7 @@ def train(cfg: TrainConfig, out: str | Path, *, restart_stale: bool = False) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line: every TrainConfig field is a flag; --profile/--run start from a pipeline run
+# Command line: every TrainConfig field is a flag (a pipeline run's values: sdnet.stages.train)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -405,26 +341,21 @@ def _parse_value(text: str) -> Any:
     return yaml.safe_load(text)  # numbers, booleans, null and lists as in params.yaml
 
 
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (``--batch-size 64``, values read as YAML); a flag not given
+    is absent from the parsed arguments, so that it overrides only what it names."""
+    for f in dataclasses.fields(TrainConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_parse_value, default=argparse.SUPPRESS, metavar="V")
+
+
 def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path]:
-    p = argparse.ArgumentParser(description="Train a ResNet/SDNet (defaults: the paper's CIFAR recipe).")
+    p = argparse.ArgumentParser(description="Train a ResNet/SDNet (defaults: the paper's CIFAR recipe). "
+                                "To train a run of params.yaml with its profile's values: python -m sdnet.stages.train <run> --profile <name> --out <folder>.")
     p.add_argument("--out", required=True, type=Path, help="output folder (weights.pt, history.csv, training.json; resume.pt while it trains)")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a named recipe")
-    p.add_argument("--profile", help="start from a run of this profile of params.yaml, as its train@<run> stage does (with --run)")
-    p.add_argument("--run", help="the run (params.yaml `runs:`) to take from --profile")
-    for f in dataclasses.fields(TrainConfig):
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_parse_value, default=argparse.SUPPRESS, metavar="V")
+    add_config_flags(p)
     args = vars(p.parse_args(argv))
-    out, recipe_name, profile, run = args.pop("out"), args.pop("recipe"), args.pop("profile"), args.pop("run")
-    if (profile is None) != (run is None):
-        raise ConfigError("--profile and --run go together: --profile paper --run sdnet18")
-    if profile is not None:
-        if recipe_name:
-            raise ConfigError("--recipe and --profile are two starting points: give one")
-        # The stage's own values (the run's architecture, the profile's data and training values),
-        # for the first dataset and seed unless --dataset/--seed say otherwise; then the flags.
-        root = repo_root()
-        base = load_params(root / "params.yaml", profile).train_config(run, root, args.get("dataset"), args.get("seed"))
-        return TrainConfig.from_dict({**base.to_dict(), **args}), out
+    out, recipe_name = args.pop("out"), args.pop("recipe")
     cfg = recipe(recipe_name, **args) if recipe_name else TrainConfig.from_dict(args)
     return cfg, out
 

@@ -7,6 +7,7 @@ from torch import nn
 
 import sdnet
 from sdnet import analysis
+from sdnet.chapters import layer_verdicts
 from sdnet.models import build
 
 
@@ -134,17 +135,17 @@ def test_mean_interval_is_mean_plus_minus_1_96_standard_errors():
 def test_a_reconstruction_of_the_image_is_recognisable_a_shared_pattern_is_not():
     torch.manual_seed(0)
     x = torch.rand(64, 3, 8, 8)
-    assert analysis.recognisable(x, 0.5 * x + 0.2)
+    assert layer_verdicts.recognisable(x, 0.5 * x + 0.2)
     frame = torch.zeros(64, 3, 8, 8)
     frame[..., 0, :] = 1  # the same bright edge on every reconstruction, nothing of the image
-    assert not analysis.recognisable(x, frame)
-    table = analysis.layer_reconstruction_table(x, [x, 0.3 * x + 0.7 * torch.rand_like(x), frame])
+    assert not layer_verdicts.recognisable(x, frame)
+    table = layer_verdicts.layer_reconstruction_table(x, [x, 0.3 * x + 0.7 * torch.rand_like(x), frame])
     assert table["recognisable"].tolist() == [True, True, False]
     assert table["correlation"].iloc[0] == pytest.approx(1.0)
-    verdict = analysis.recognisable_verdict(table)
+    verdict = layer_verdicts.recognisable_verdict(table)
     assert verdict.startswith("weak: ") and "up to layer 1 of 2 only" in verdict
-    assert analysis.recognisable_verdict(table.iloc[:2]).startswith("holds")
-    assert analysis.recognisable_verdict(table.iloc[2:].reset_index(drop=True)).startswith("does not hold")
+    assert layer_verdicts.recognisable_verdict(table.iloc[:2]).startswith("holds")
+    assert layer_verdicts.recognisable_verdict(table.iloc[2:].reset_index(drop=True)).startswith("does not hold")
 
 
 def test_the_frame_decides_the_whole_image_measure_not_the_one_inside_it():
@@ -154,12 +155,12 @@ def test_the_frame_decides_the_whole_image_measure_not_the_one_inside_it():
     r = 1e-3 * x
     r[..., :2, :] += 1.0
     r[..., -2:, :] += 1.0
-    table = analysis.layer_reconstruction_table(x, [r], border=2)
+    table = layer_verdicts.layer_reconstruction_table(x, [r], border=2)
     assert table["correlation"].iloc[0] == pytest.approx(1.0, abs=1e-4) and table["recognisable"].iloc[0]
     assert table["whole image"].iloc[0] < 0.1  # over the whole image the frame is nearly all the spread
     assert table["contrast kept"].iloc[0] == pytest.approx(1e-3, rel=1e-3)
-    assert not analysis.layer_reconstruction_table(x, [r])["recognisable"].iloc[0]
-    assert "inside a 2-pixel frame" in analysis.recognisable_verdict(table, 2)
+    assert not layer_verdicts.layer_reconstruction_table(x, [r])["recognisable"].iloc[0]
+    assert "inside a 2-pixel frame" in layer_verdicts.recognisable_verdict(table, 2)
 
 
 def test_contrast_kept_is_the_ratio_of_spreads_around_the_mean_colour():
@@ -224,6 +225,6 @@ def test_relu_zeros_after_convs_take_the_first_relu_after_each_3x3_conv():
 @pytest.mark.parametrize("added, kind", [((0.06, 0.2), "holds"), ((0.01, 0.2), "weak"), ((0.0, 0.2), "does not hold")])
 def test_sparsity_verdict_reads_what_the_penalty_adds(added, kind):
     layers = {f"l{i}": {"floor": 0.5, "at_lam": 0.5 + a, "added": a} for i, a in enumerate(added)}
-    verdict = analysis.sparsity_verdict({"net a": layers, "net b": {"l0": {"floor": 0.4, "at_lam": 0.5, "added": 0.1}}})
+    verdict = layer_verdicts.sparsity_verdict({"net a": layers, "net b": {"l0": {"floor": 0.4, "at_lam": 0.5, "added": 0.1}}})
     assert verdict.split(":")[0] == kind
     assert f"{100 * min(added):.1f} to 20.0 points" in verdict and "3 CSC layers of 2 networks" in verdict

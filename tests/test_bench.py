@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from sdnet import bench
+from sdnet.tools import bench
 from sdnet.csc import CSCConv2d
 from sdnet.models import build
 from sdnet.threads import one_thread

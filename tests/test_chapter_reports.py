@@ -1,11 +1,11 @@
-"""Chapters 3 and 4's tables and verdicts (sdnet.noise_report, sdnet.attack_report) on small
+"""Chapters 3 and 4's tables and verdicts (sdnet.chapters.noise_report, sdnet.chapters.attack_report) on small
 result tables whose answers are worked out by hand."""
 
 import pandas as pd
 import pytest
 
-from sdnet.attack_report import AttackResults, compare_at_equal_clean
-from sdnet.noise_report import NoiseResults
+from sdnet.chapters.attack_report import AttackResults, compare_at_equal_clean
+from sdnet.chapters.noise_report import NoiseResults
 from sdnet.robustness import LambdaFit
 
 
@@ -49,14 +49,15 @@ def test_per_seed_tunes_lambda_and_the_filters_both_ways_with_their_clean_cost(n
 
 
 def results_folder(tmp_path, baseline: bool = True, seeds=(0, 1, 2)):
-    """A sweep_noise results folder as the stage writes it (sdnet.stages.noise.save_with_hits), with
+    """A sweep_noise results folder as the stage writes it (sdnet.stages.common.save_results), with
     random hits: SDNet-18 at lambdas 0.1/0.5/1.0 gains under noise as lambda grows and loses clean
     accuracy; ResNet-18 and its blur (strengths 0 and 1) sit in between."""
-    import json
+    from types import SimpleNamespace
 
     import numpy as np
 
-    from sdnet.stages.noise import save_with_hits
+
+    from sdnet.stages.common import save_results
 
     rng = np.random.default_rng(0)
     n = 400
@@ -92,17 +93,17 @@ def results_folder(tmp_path, baseline: bool = True, seeds=(0, 1, 2)):
     tables = {"sweep": pd.DataFrame(sweep), "steps": pd.DataFrame(steps), "adaptive": pd.DataFrame(adaptive)}
     if filters:
         tables["filters"] = pd.DataFrame(filters)
-    save_with_hits(tmp_path, tables, in_half1=in_half1)
     about = {"sdnet": "sdnet18", "baseline": "resnet18" if baseline else None, "seeds": list(seeds), "train_lam": 0.1, "test_images": n,
              "halves": [n // 2, n // 2], "lambdas": [0.1, 0.5, 1.0], "data": "toy", "adaptive_seed": seeds[0], "stem_images": 8}
-    (tmp_path / "about.json").write_text(json.dumps(about))
+    study = SimpleNamespace(results=lambda name: tmp_path)  # the one thing the writer asks of a study, with no run given as a file
+    save_results(study, "noise", tables, about, [], in_half1=in_half1)
     return tmp_path
 
 
 @pytest.mark.parametrize("baseline", [True, False])
 def test_the_claims_read_the_held_out_comparisons_of_every_defender(tmp_path, baseline):
-    from sdnet import noise_defenders as nd
-    from sdnet.noise_report import mechanism_claim, shape_claim, curve_shapes
+    from sdnet.chapters import noise_defenders as nd
+    from sdnet.chapters.noise_report import mechanism_claim, shape_claim, curve_shapes
 
     folder = results_folder(tmp_path, baseline)
     results = NoiseResults.load(folder)

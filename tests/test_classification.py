@@ -1,11 +1,11 @@
-"""Chapter 2's tables and verdicts (sdnet.classification), on hand-made records."""
+"""Chapter 2's tables and verdicts (sdnet.chapters.classification), on hand-made records."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from sdnet import classification as cl
+from sdnet.chapters import classification as cl
 
 
 def summary(top1_per_seed: list[float], parameters: int = 700_000, epochs: int = 40) -> dict:
@@ -69,9 +69,9 @@ def test_equivalence_verdict_reads_the_interval_of_two_standard_errors(diff, se,
 
 
 def test_mean_std_says_seeds_and_leaves_one_seed_bare(records):
-    assert cl.mean_std(records.ours("resnet18", "cifar10-jpeg")) == "88.20 ± 0.20 (3 seeds)"
-    assert cl.mean_std(records.ours("sdnet18_all", "cifar10-jpeg")) == "87.90"
-    assert cl.mean_std(None) is None
+    assert cl.accuracy_cell(records.ours("resnet18", "cifar10-jpeg")) == "88.20 ± 0.20 (3 seeds)"
+    assert cl.accuracy_cell(records.ours("sdnet18_all", "cifar10-jpeg")) == "87.90"
+    assert cl.accuracy_cell(None) is None
 
 
 def test_throughput_is_the_median_epoch_so_a_slowed_epoch_does_not_count(records):

@@ -4,15 +4,14 @@ import copy
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from sdnet.chapter_config import parse_all as parse_params
+from helpers import ROOT
+from sdnet.params import parse_params
 from sdnet.config import ConfigError, TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 

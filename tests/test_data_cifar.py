@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import MINI, ROOT
 from sdnet.data import DATASETS, DataError, load_dataset
 from sdnet.data import cifar
 from sdnet.data.cifar import OFFICIAL_FILES, SPECS, read_split
 
-REPO = Path(__file__).resolve().parents[1]
-MINI = REPO.parent / "shared" / "data" / "cifar-mini"
 needs_mini = pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data/cifar-mini is not present")
 
 
@@ -200,7 +199,7 @@ def test_download_failure_says_what_to_do(tmp_path, monkeypatch):
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_data_dvc", REPO / "scripts" / "make_data_dvc.py")
+    spec = importlib.util.spec_from_file_location("make_data_dvc", ROOT / "scripts" / "make_data_dvc.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -208,7 +207,7 @@ def _script():
 
 def test_data_dvc_pins_the_official_files():
     script = _script()
-    assert (REPO / "data.dvc").read_text() == script.dvc_file(OFFICIAL_FILES)
+    assert (ROOT / "data.dvc").read_text() == script.dvc_file(OFFICIAL_FILES)
     assert all(f"{spec.folder}/{f}" in OFFICIAL_FILES for spec in SPECS.values() for files in spec.splits.values() for f in files)
 
 

@@ -13,10 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import SHARED
 from sdnet.data import DataError, load_dataset
 from sdnet.data.jpeg import ARCHIVE, CACHE, CLASSES, FOLDER, NAME, load_jpeg_copy
 
-SHARED_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / ARCHIVE
+SHARED_ARCHIVE = SHARED / ARCHIVE
 
 
 def jpeg_bytes(seed: int) -> bytes:

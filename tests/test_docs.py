@@ -20,7 +20,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # What a path that is not in the repository must be followed by: "(written by the run)" ...
 CREATED = ("made by", "written by", "created by", "yours", "not in the repository")
@@ -161,7 +162,7 @@ def test_links_in_code_blocks_and_to_the_web_are_not_checked():
 
 def test_paths_are_told_from_other_code_and_marks_are_read():
     text = ("`sdnet/csc.py`, `reports/fast/models/` (written by the run), `data/x.tar` (yours: send it), "
-            "`python -m sdnet.bench`, `train@sdnet18`, `models/<run>/`, `$OUT/results.tar`, `lam`")
+            "`python -m sdnet.tools.bench`, `train@sdnet18`, `models/<run>/`, `$OUT/results.tar`, `lam`")
     assert named_paths(text, {"sdnet", "reports", "data"}) == [
         ("sdnet/csc.py", False), ("reports/fast/models/", True), ("data/x.tar", True)]
 

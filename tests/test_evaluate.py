@@ -126,13 +126,13 @@ def test_autoattack_runs_and_is_at_least_as_strong_as_pgd():
 def test_the_autoattack_lambda_is_the_most_robust_under_the_worst_case():
     import pandas as pd
 
-    from sdnet.stages.attack import SDNET, best_lambda
+    from sdnet.stages.attack import SDNET, most_robust_lambda
 
     rows = [("resnet18", "Linf", 8 / 255, WORST, float("nan"), 50.0), (SDNET, "Linf", 8 / 255, "pgd", 0.4, 60.0),
             (SDNET, "Linf", 8 / 255, WORST, 0.1, 1.0), (SDNET, "Linf", 8 / 255, WORST, 0.4, 3.0), (SDNET, "Linf", 8 / 255, WORST, 0.8, 3.0),
             (SDNET, "L2", 0.5, WORST, 1.4, 9.0), (SDNET, "Linf", 2 / 255, WORST, 1.4, 9.0)]
     table = pd.DataFrame(rows, columns=["model", "norm", "eps", "attack", "lam", "white_box"])
-    assert best_lambda(table, "Linf", 8 / 255) == 0.4  # the worst case (not PGD alone), the smallest of a tie, this radius only
+    assert most_robust_lambda(table, "Linf", 8 / 255) == 0.4  # the worst case (not PGD alone), the smallest of a tie, this radius only
 
 
 def test_a_trained_network_is_scored_on_its_test_split_in_float32(tmp_path):

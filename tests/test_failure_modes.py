@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from helpers import ROOT
 from sdnet import checkpoint
 from sdnet.config import TrainConfig
 from sdnet.strict_json import json_ready, write_json
@@ -23,7 +24,6 @@ from sdnet.train import TrainingDiverged, train
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
 # What must be identical between two runs of the same command (times are not), besides the weights.
 RESULT = ("train_loss", "train_top1", "code", "data")
 TINY = ["--model", "sdnet18", "--dataset", "synthetic", "--limit", "512", "--width", "8", "--epochs", "3",

@@ -1,14 +1,14 @@
-"""Chapter 3's defenders (sdnet.noise_defenders) against independent computations: the held-out
-choice of sdnet.protocols.tune (pandas, one condition at a time), brute force for the defenders
+"""Chapter 3's defenders (sdnet.chapters.noise_defenders) against independent computations: the held-out
+choice of sdnet.chapters.protocols.tune (pandas, one condition at a time), brute force for the defenders
 that know less, and the bootstrap's bookkeeping."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sdnet.noise_defenders import DEFENDERS, Knob, compare, defend, fixed, half_accuracy, knob, resample_weights
-from sdnet.protocols import tune
-from sdnet.verdicts import gain_verdict
+from sdnet.chapters.noise_defenders import DEFENDERS, Knob, compare, defend, fixed, half_accuracy, knob, resample_weights
+from sdnet.chapters.protocols import tune
+from sdnet.chapters.verdicts import gain_verdict
 
 CONDITIONS = [("clean", 0), ("gaussian", 1), ("gaussian", 3), ("shot", 1), ("shot", 3)]
 
@@ -100,7 +100,7 @@ def test_the_untuned_setting_and_the_bootstrap_keep_the_halves():
 
 
 def test_a_comparison_is_paired_and_its_verdict_reads_its_interval():
-    from sdnet.noise_defenders import Defended
+    from sdnet.chapters.noise_defenders import Defended
 
     k, in_half1 = random_knob(seed=7, seeds=3)
     sizes = (int((~in_half1).sum()), int(in_half1.sum()))
@@ -128,7 +128,7 @@ def test_gain_verdicts():
 
 
 def test_a_measurement_on_the_first_images_of_each_half_is_placed_on_those_images():
-    from sdnet.noise_defenders import first_of_halves
+    from sdnet.chapters.noise_defenders import first_of_halves
 
     in_half1 = np.array([0, 1, 0, 1, 0, 1, 0], dtype=bool)
     mask = first_of_halves(in_half1, 2)

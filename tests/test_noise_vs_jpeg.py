@@ -2,16 +2,14 @@
 the right files, and its summary computes what reports/noise-vs-jpeg/README.md reports."""
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import ROOT, SHARED
 from sdnet.data.cifar import read_split
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 spec = importlib.util.spec_from_file_location("noise_vs_jpeg", ROOT / "scripts" / "noise_vs_jpeg.py")
 script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(script)

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import MINI, ROOT, skip_local_state
 from sdnet.pipeline import load_stages, stage_code
 from sdnet.provenance import weights_code
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
-MINI = ROOT.parent / "shared" / "data" / "cifar-mini"
 DATA = ["profiles.fast.data.datasets=[cifar10,cifar100]", f"profiles.fast.data.root={MINI}", "profiles.fast.data.verify=false"] if MINI.is_dir() \
     else ["profiles.fast.data.datasets=[synthetic]", "profiles.fast.data.limit=256"]
 # The fast profile as it is, shrunk to seconds: only sizes change, every section stays.
@@ -38,16 +37,6 @@ TINY = DATA + [
     "profiles.fast.adversarial.linf_eps=[0.03,0.5]", "profiles.fast.adversarial.l2_eps=[0.5,20.0]", "profiles.fast.visualize.images=2",
     "profile=fast",
 ]
-
-
-def skip_local_state(folder: str, names: list[str]) -> set[str]:
-    """What the copy leaves out: the virtualenv, git and DVC state, results (all of reports/ but
-    reports/earlier, which chapters read), logs, and the top-level data/ folder (not sdnet/data,
-    the package's data module)."""
-    local = {".venv", ".git", ".dvc", "dvc.lock", "__pycache__", ".pytest_cache", "logs"}
-    if Path(folder) == ROOT / "reports":
-        return {n for n in names if n != "earlier"}
-    return {n for n in names if n in local or (Path(folder) == ROOT and n == "data")}
 
 
 def dvc_finishes(work: Path, env: dict[str, str], runner_output: str) -> subprocess.CompletedProcess:
@@ -104,7 +93,8 @@ def test_the_pipeline_runs_on_a_bare_box_then_dvc_finishes_it(tmp_path):
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout
 
     # 4. Touching a module or a notebook makes exactly the stages that import it (directly or not)
-    #    out of date, and only the code that decides the weights retrains a network: the
+    #    out of date, and only the code that decides the weights (and the train stage's own
+    #    module and the parameters' schema, which rerun it in seconds) reruns train@: the
     #    evaluation, the paper's numbers, the released-file loader, the study, the chapters'
     #    modules and the notebooks rerun evaluate@ and the chapters, never train@.
     stages = load_stages(work)
@@ -123,10 +113,10 @@ def test_the_pipeline_runs_on_a_bare_box_then_dvc_finishes_it(tmp_path):
         if stale & trains:
             assert stale >= trains, source  # a module that decides the weights decides them for every run
             retrains.add(source)
-    assert retrains == weights_code(work) | {"sdnet/stages/__init__.py", "sdnet/stages/train.py"}
-    for source in ["sdnet/paper.py", "sdnet/released.py", "sdnet/study.py", "sdnet/evaluate.py", "sdnet/strict_json.py",
-                   "sdnet/chapter_config.py", "sdnet/robustness.py", "sdnet/attacks.py", "sdnet/adaptive.py", "sdnet/analysis.py",
-                   "sdnet/viz.py", "sdnet/stages/evaluate.py", "notebooks/02_classification.ipynb"]:
+    assert retrains == weights_code(work) | {"sdnet/stages/__init__.py", "sdnet/stages/train.py", "sdnet/params.py"}
+    for source in ["sdnet/chapters/paper.py", "sdnet/released.py", "sdnet/study.py", "sdnet/evaluate.py", "sdnet/strict_json.py",
+                   "sdnet/robustness.py", "sdnet/attacks.py", "sdnet/adaptive.py", "sdnet/analysis.py",
+                   "sdnet/chapters/figures.py", "sdnet/stages/evaluate.py", "notebooks/02_classification.ipynb"]:
         assert source in sources and source not in retrains, source
     assert {"sdnet/csc.py", "sdnet/models.py", "sdnet/train.py"} <= retrains
 

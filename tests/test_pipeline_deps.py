@@ -2,15 +2,14 @@
 are listed once, the runner sees the stages DVC sees, and a committed study's own pipeline file is
 dvc.yaml at its profile."""
 
-from pathlib import Path
 
 import pytest
 import yaml
 
+from helpers import ROOT
 from sdnet.pipeline import declared_code, load_stages, own_pipeline, own_pipeline_path, own_pipelines, run, stage_code
 from sdnet.provenance import code_dependencies
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = load_stages(ROOT)
 
 
@@ -75,18 +74,22 @@ def test_the_runner_runs_the_computing_stages_in_order(capsys):
 
 
 def test_training_depends_only_on_the_code_that_decides_the_weights():
-    """train@<run> reruns (and its networks retrain) for a change to the layer, the models, the data
-    readers, the trainer or the training parameters' schema; not for the evaluation, the paper's
-    numbers, the released-file loader, the study object or anything a chapter imports."""
+    """A network's weights (and the fingerprint its checkpoint carries) depend on the layer, the
+    models, the data readers, the trainer and its configuration; not on the study's parameters, the
+    evaluation, the paper's numbers, the released-file loader, the study object or any chapter.
+    The train@<run> stage adds only its own module and the study's parameters (which profile and
+    run): a change there reruns the stage, which finds its networks made by today's code."""
     from sdnet.provenance import weights_code
 
     code = weights_code(ROOT)
     assert {"sdnet/csc.py", "sdnet/models.py", "sdnet/train.py", "sdnet/config.py", "sdnet/data/loader.py", "sdnet/checkpoint.py"} <= code
-    for module in ["paper", "released", "study", "evaluate", "strict_json", "chapter_config", "robustness", "attacks", "adaptive", "analysis", "viz"]:
+    for module in ["params", "chapters/paper", "released", "study", "evaluate", "strict_json", "robustness", "attacks", "adaptive",
+                   "analysis", "chapters/figures", "pipeline"]:
         assert f"sdnet/{module}.py" not in code, module
+    assert not any(f.startswith(("sdnet/chapters/", "sdnet/tools/")) for f in code)
     for stage in STAGES:
         if stage.name.startswith("train@"):
-            assert stage_code(ROOT, stage) == code | {"sdnet/stages/__init__.py", "sdnet/stages/train.py"}
+            assert stage_code(ROOT, stage) == code | {"sdnet/stages/__init__.py", "sdnet/stages/train.py", "sdnet/params.py"}
 
 
 def test_a_main_block_counts_only_for_the_command_it_is(tmp_path):

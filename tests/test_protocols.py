@@ -1,10 +1,10 @@
-"""The two tuning protocols of sdnet.protocols, on tables whose answers are worked out by hand."""
+"""The two tuning protocols of sdnet.chapters.protocols, on tables whose answers are worked out by hand."""
 
 import pandas as pd
 import pytest
 import torch
 
-from sdnet.protocols import HALF, IMAGES, at_edge, halves, pooled, tune
+from sdnet.chapters.protocols import HALF, IMAGES, at_edge, halves, pooled, tune
 
 
 def test_halves_are_disjoint_cover_everything_and_keep_the_classes():

@@ -10,6 +10,7 @@ import torch
 
 import sdnet
 from sdnet import reconstruction
+from sdnet.chapters import layer_verdicts
 from sdnet.reconstruction import Curve
 
 
@@ -95,9 +96,9 @@ def test_two_step_share_and_the_verdict():
     assert reconstruction.two_step_share(two, converged, 0.6) == pytest.approx(1 - 0.075 / 0.25)
     better = reconstruction.SparsityComparison(0.52, {"s": 0.1}, 0.1, 0.2, 0.1, 0.3, {"s": 7}, 10, reconstruction.Interval(-0.1, -0.15, -0.05))
     same = reconstruction.SparsityComparison(0.52, {"s": 0.2}, 0.2, 0.2, 0.1, 0.3, {"s": 5}, 10, reconstruction.Interval(0.0, -0.05, 0.05))
-    kinds = {(name, z): reconstruction.reconstruction_verdict(c, c, 0.9, z, 0.47).split(":")[0]
+    kinds = {(name, z): layer_verdicts.reconstruction_verdict(c, c, 0.9, z, 0.47).split(":")[0]
              for name, c in (("better", better), ("same", same)) for z in (0.53, 0.48)}
     assert kinds == {("better", 0.53): "holds", ("better", 0.48): "weak", ("same", 0.53): "weak", ("same", 0.48): "does not hold"}
-    verdict = reconstruction.reconstruction_verdict(better, better, 0.9, 0.53, 0.47)
+    verdict = layer_verdicts.reconstruction_verdict(better, better, 0.9, 0.53, 0.47)
     assert "0.100 of the variance unexplained after the best scaling against 0.200 for random dictionaries" in verdict
     assert "90% of the 2-step error is the two-step budget" in verdict

@@ -17,10 +17,12 @@ import pytest
 import torch
 import yaml
 
-from sdnet.config import ConfigError, parse_params
-from sdnet.paper import RELEASED_LINKS
+from sdnet.config import ConfigError
+from sdnet.params import parse_params
+from sdnet.released import RELEASED_LINKS
 from sdnet.study import load_study
-from test_pipeline import ROOT, dvc_finishes, skip_local_state
+from helpers import MINI, ROOT, repository_params, skip_local_state, write_repository
+from test_pipeline import dvc_finishes
 from test_released import save, synthetic_state
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -29,14 +31,10 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 def repository(folder: Path, profile: str = "released", **checkpoints) -> Path:
     """A repository at ``folder`` (params.yaml and a link to the package) whose active profile is
     ``profile``, with ``checkpoints`` set in the released profile."""
-    folder.mkdir(exist_ok=True)
-    if not (folder / "sdnet").exists():
-        (folder / "sdnet").symlink_to(ROOT / "sdnet")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = repository_params()
     params["profile"] = profile
     params["profiles"]["released"]["checkpoints"].update(checkpoints)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    return folder
+    return write_repository(folder, params)
 
 
 def released_file(path: Path, name: str = "cifar10/sdnet18", width: int = 8) -> Path:
@@ -178,12 +176,12 @@ def test_the_released_profile_runs_end_to_end_on_released_files(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     reports = work / "reports" / "released"
     sdnet18 = json.loads((reports / "train" / "sdnet18.json").read_text())
-    assert sdnet18["trained"] is False and sdnet18["released"]["file"].endswith("sdnet18/model_best.pth.tar")
-    assert len(sdnet18["released"]["sha256"]) == 64 and (reports / "models" / "sdnet18" / "released.json").is_file()
-    assert "released" not in json.loads((reports / "train" / "resnet18.json").read_text())
+    assert sdnet18["trained"] is False and sdnet18["given"]["file"].endswith("sdnet18/model_best.pth.tar")
+    assert len(sdnet18["given"]["sha256"]) == 64 and (reports / "models" / "sdnet18" / "given.json").is_file()
+    assert "given" not in json.loads((reports / "train" / "resnet18.json").read_text())
     for stage in ("noise", "attacks"):
         about = json.loads((reports / "results" / stage / "about.json").read_text())
-        assert about["baseline"] is None and set(about["released"]) == {"sdnet18"}, about
+        assert about["baseline"] is None and set(about["given"]) == {"sdnet18"}, about
     assert "resnet18" not in (reports / "results" / "noise" / "sweep.csv").read_text()
 
     # 2. DVC records that and runs the chapters' notebooks on it.
@@ -203,7 +201,6 @@ def test_the_released_profile_runs_end_to_end_on_released_files(tmp_path):
 # A committed study's networks, on the official CIFAR-10 files (docs/cpu-study.md, "On the official CIFAR-10 files")
 # ---------------------------------------------------------------------------------------------
 
-MINI = ROOT.parent / "shared" / "data" / "cifar-mini"
 
 
 @pytest.mark.e2e

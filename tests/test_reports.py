@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import ROOT
 from sdnet import stale
 
-ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "cpu"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not (ROOT / "reports" / PROFILE / "dvc.lock").is_file(), reason="no committed cpu results")]
@@ -64,11 +64,11 @@ def test_every_committed_profiles_outputs_are_those_its_lock_file_recorded():
 
 def test_edited_outputs_are_found_and_the_networks_the_copy_lacks_are_not():
     status = {"reports/cpu/dvc.yaml:train@sdnet18": [{"changed outs": {"reports/cpu/models/sdnet18": "deleted"}}],
-              "tabulate_noise": [{"changed deps": {"sdnet/viz.py": "modified"}}, {"changed outs": {"reports/cpu/tables/03_noise_robustness": "modified"}}],
+              "tabulate_noise": [{"changed deps": {"sdnet/chapters/figures.py": "modified"}}, {"changed outs": {"reports/cpu/tables/03_noise_robustness": "modified"}}],
               "summarize": ["always changed"]}
     status = {stale._stage_name(k): v for k, v in status.items()}
     assert stale.edited_outputs(status, "cpu") == {"tabulate_noise": ["reports/cpu/tables/03_noise_robustness"]}
-    assert stale.stale_stages(status) == {"tabulate_noise": ["sdnet/viz.py"]}
+    assert stale.stale_stages(status) == {"tabulate_noise": ["sdnet/chapters/figures.py"]}
 
 
 def _scratch_repository(tmp_path: Path) -> Path:

@@ -2,11 +2,12 @@
 (docs/reproducibility.md, "What the repository holds"), and .gitignore admits exactly those."""
 
 import subprocess
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 MB = 1_000_000
 # A committed profile's trained networks: finished ones (weights.pt, float32 weights for a forward)
 # and unfinished ones (resume.pt: the weights and their SGD momentum, twice the size); and the

@@ -2,25 +2,21 @@
 
 import json
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
+from helpers import repository_params, write_repository
 from sdnet.config import ConfigError
 from sdnet.study import CHAPTERS, load_study
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def study(tmp_path):
-    (tmp_path / "sdnet").symlink_to(ROOT / "sdnet")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = repository_params()
     params["profiles"]["quick"]["train"]["per_run"] = {"sdnet18_all_noshortcut": {"epochs": 2, "limit": 400, "seeds": [3]}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    return load_study(root=tmp_path)
+    return load_study(root=write_repository(tmp_path, params))
 
 
 def test_a_runs_config_is_the_profile_then_its_overrides_then_its_architecture(study):
@@ -38,7 +34,7 @@ def test_sections_and_paths(study):
     assert study.name == "quick" and study.reports == study.root / "reports" / "quick"
     assert study.robustness.noises == ["gaussian", "shot", "impulse", "speckle"]
     assert study.trained("sdnet18") and not study.trained("resnet34")
-    with pytest.raises(AttributeError, match="no attribute or profile section"):
+    with pytest.raises(AttributeError, match="no attribute"):
         study.robustnes
 
 
@@ -70,11 +66,9 @@ def test_a_verdict_says_which_claims_moved_since_the_earlier_run(tmp_path):
     (earlier / "about.json").write_text(json.dumps({"label": "the weak networks", "commit": "f29dda3" + "0" * 33}))
     pd.DataFrame({"claim": ["more robust", "best lambda rises", "linear"], "paper": "p", "here": "h",
                   "verdict": ["not shown: +1.8 points", "holds for every noise", "holds: R^2 0.8"]}).to_csv(earlier / "03_noise_robustness" / "verdict.csv", index=False)
-    (tmp_path / "sdnet").symlink_to(ROOT / "sdnet")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = repository_params()
     params["profiles"]["quick"]["earlier"] = "reports/earlier/weak"
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    study = load_study(root=tmp_path)
+    study = load_study(root=write_repository(tmp_path, params))
     rows = [{"claim": "more robust", "paper": "p", "here": "h", "verdict": "holds: +4.2 points"},
             {"claim": "best lambda rises", "paper": "p", "here": "h", "verdict": "holds for every noise"},
             {"claim": "a new claim", "paper": "p", "here": "h", "verdict": "holds"}]
@@ -86,7 +80,7 @@ def test_a_verdict_says_which_claims_moved_since_the_earlier_run(tmp_path):
     with pytest.raises(ConfigError, match="verdict.csv is missing"):  # a chapter the earlier run lacks
         study.save_verdict("04_adversarial", rows)
     params["profiles"]["quick"]["earlier"] = 3
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_repository(tmp_path, params)
     with pytest.raises(ConfigError, match="earlier"):
         load_study(root=tmp_path)
 

@@ -7,10 +7,12 @@ import socket
 import subprocess
 import sys
 
+
 import pytest
 import torch
 
 
+from helpers import ROOT
 from sdnet import checkpoint
 from sdnet.config import ConfigError, TrainConfig, recipe
 from sdnet.device import use_bf16
@@ -205,16 +207,23 @@ def _diverge_after_one_epoch(out) -> None:
         t.learning_rate = original
 
 
-def test_cli_takes_a_pipeline_run_and_flags(tmp_path, monkeypatch):
-    # The documented `--profile paper --run sdnet18`, from the repository's own params.yaml.
-    cfg, out = config_from_args(["--out", str(tmp_path / "o"), "--profile", "paper", "--run", "sdnet18_all_noshortcut", "--dataset", "cifar100", "--epochs", "5", "--lam", "0.3"])
+def test_a_pipeline_run_with_flags_as_one_network(tmp_path):
+    # The documented `python -m sdnet.stages.train sdnet18 --profile paper --out ...`, from the repository's own params.yaml.
+    from sdnet.params import load_params
+    from sdnet.stages.train import main, one_network
+
+    params = load_params(ROOT / "params.yaml", "paper")
+    cfg = one_network(params, ROOT, "sdnet18_all_noshortcut", {"dataset": "cifar100", "epochs": 5, "lam": 0.3})
     assert (cfg.model, cfg.shortcut, cfg.dataset, cfg.epochs, cfg.lam, cfg.width) == ("sdnet18_all", False, "cifar100", 5, 0.3, 64)
-    with pytest.raises(ConfigError, match="go together"):
-        config_from_args(["--out", "o", "--profile", "paper"])
     with pytest.raises(ConfigError, match="unknown run"):
-        config_from_args(["--out", "o", "--profile", "paper", "--run", "sdnet19"])
+        one_network(params, ROOT, "sdnet19", {})
     with pytest.raises(ConfigError, match="profile 'papr' is not in"):
-        config_from_args(["--out", "o", "--profile", "papr", "--run", "sdnet18"])
+        load_params(ROOT / "params.yaml", "papr")
+    with pytest.raises(SystemExit) as exited:  # a flag without --out would silently not be the stage's own values
+        main(["sdnet18", "--profile", "paper", "--epochs", "5"])
+    assert exited.value.code == 2
+    with pytest.raises(SystemExit):  # the trainer's own command has no profiles
+        config_from_args(["--out", str(tmp_path), "--profile", "paper"])
 
 
 def _free_port() -> int:

@@ -2,11 +2,10 @@
 its networks (seed-major, -All last), and that each is trained where its train@ stage would."""
 
 import importlib.util
-from pathlib import Path
 
-from sdnet.config import load_params
+from helpers import ROOT
+from sdnet.params import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("train_study", ROOT / "scripts" / "train_study.py")
 script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(script)

@@ -8,8 +8,8 @@
 
 Each reads the active profile of params.yaml (``--profile`` overrides it) and writes under
 ``reports/<profile>/``; all but ``train`` through :func:`sdnet.study.load_study`
-(:mod:`sdnet.stages.common`). ``train`` reads params.yaml with :mod:`sdnet.config` alone: it
-imports only the code that decides a network's weights (:func:`sdnet.provenance.weights_code`),
+(:mod:`sdnet.stages.common`). ``train`` reads params.yaml with :mod:`sdnet.params` alone: beside
+that, it imports only the code that decides a network's weights (:func:`sdnet.provenance.weights_code`),
 so this package file imports no sdnet module. The chapters' notebooks
 read what these write; the notebooks' own stages run them with papermill. A stage module imports
 only what its stage needs, because dvc.yaml lists exactly those modules as the stage's

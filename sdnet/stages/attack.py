@@ -10,7 +10,7 @@ gradient-masking check runs the first attack again with twice the steps (and res
 largest L-inf radius (the largest L2 one without L-inf radii): a real defence cannot gain from a
 stronger attack.
 
-The images are attacked in two disjoint class-balanced halves (:mod:`sdnet.protocols`), so that
+The images are attacked in two disjoint class-balanced halves (:mod:`sdnet.chapters.protocols`), so that
 a lambda chosen on one half can be scored on the other. The rival (with a ResNet-18 and
 ``adversarial.blur``): the same ResNet-18 behind a test-time Gaussian blur
 (:class:`sdnet.denoise.Filtered`), attacked like SDNet-18's lambda: examples crafted on the bare
@@ -23,15 +23,14 @@ eps, attack, strength, clean, white_box, transfer, half, images), ``stronger.csv
 ``about.json`` (with ``baseline`` null when no ResNet-18 was attacked). With ``adversarial.autoattack``,
 also ``autoattack.csv``: AutoAttack (standard) at L-inf 8/255 on ResNet-18 and on SDNet-18 at the
 training lambda and at the lambda the worst case of the profile's attacks leaves most robust there
-(:func:`best_lambda`). Chapter 4 reads them.
+(:func:`most_robust_lambda`). Chapter 4 reads them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from sdnet.stages.common import SDNET, compared, released_runs, stage_command
-from sdnet.strict_json import write_json
+from sdnet.stages.common import SDNET, compared, save_results, stage_command
 from sdnet.study import Study, batches
 
 # The heavy imports (torch, pandas, torchattacks) happen inside the functions, so that `main`
@@ -54,7 +53,7 @@ def specs(study: Study, norm: str, eps: float, stronger: bool = False) -> list:
     ]
 
 
-def best_lambda(table: "pd.DataFrame", norm: str, eps: float) -> float:
+def most_robust_lambda(table: "pd.DataFrame", norm: str, eps: float) -> float:
     """SDNet-18's test-time lambda with the most white-box robust accuracy under the per-image
     worst case of the profile's attacks at (``norm``, ``eps``); the smallest on a tie."""
     from sdnet.attacks import WORST
@@ -86,7 +85,7 @@ def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
 
     from sdnet.attacks import attack_vs_lambda, attack_vs_setting
     from sdnet.denoise import Filtered, at_strength
-    from sdnet.protocols import HALF, IMAGES, halves, pooled
+    from sdnet.chapters.protocols import HALF, IMAGES, halves, pooled
 
     A = study.adversarial
     test = study.test_set(A.test_images)
@@ -125,25 +124,17 @@ def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
             checks.append({"norm": norm, "eps": eps, "attack": spec.kind, "steps": spec.steps, "restarts": spec.restarts,
                            "lam": row["lam"], "white_box": row["white_box"]})
     stronger = pd.DataFrame(checks)
-    auto_lambdas = sorted({train_lam, best_lambda(pooled(table, scores), "Linf", PAPER_LINF)}) if A.autoattack else []
+    auto_lambdas = sorted({train_lam, most_robust_lambda(pooled(table, scores), "Linf", PAPER_LINF)}) if A.autoattack else []
 
-    folder = study.results("attacks")
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / "attacks.csv", index=False)
-    stronger.to_csv(folder / "stronger.csv", index=False)
-    for name in ("autoattack.csv", "filters.csv"):
-        (folder / name).unlink(missing_ok=True)  # only this run's
-    if rival:
-        pd.DataFrame(rival).to_csv(folder / "filters.csv", index=False)
-    if auto_lambdas:
-        autoattack(study, runs, data, auto_lambdas, dict(train_lam=train_lam, **options)).to_csv(folder / "autoattack.csv", index=False)
-    write_json(folder / "about.json", {
+    save_results(study, "attacks", {
+        "attacks": table, "stronger": stronger, "filters": pd.DataFrame(rival) if rival else None,
+        "autoattack": autoattack(study, runs, data, auto_lambdas, dict(train_lam=train_lam, **options)) if auto_lambdas else None,
+    }, {
         "data": test.name, "test_images": len(test), "halves": [size for _, size in parts.values()], "seed": seed,
         "train_lam": train_lam, "lambdas": lambdas, "blur": [float(b) for b in A.blur] if rival else [],
         "attacks": [dataclasses.asdict(s) for s in specs(study, *radii[0])], "baseline": baseline, "sdnet": SDNET,
         "autoattack_lambdas": auto_lambdas,
-        **released_runs(study, runs),
-    })
+    }, runs)
     return {"attacks": table, "stronger": stronger}
 
 

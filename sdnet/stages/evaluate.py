@@ -8,7 +8,7 @@ every machine) and writes ``reports/<profile>/train/<run>.json``: per dataset, e
 top-1, top-5 and loss beside its training record (``training.json``: time, images/s, the machines
 and precisions it trained on), and their mean and standard deviation over the seeds. A run the
 profile does not train is recorded as such (``"trained": false``), a run given as a file as
-released (``"released"``: what ``train@<run>`` recorded of the file).
+given as a file (``"given"``: what ``train@<run>`` recorded of the file).
 
 Separate from training so that a change to the evaluation code re-evaluates the networks (a
 minute) instead of retraining them (hours).
@@ -37,9 +37,9 @@ def evaluate_run(study: Study, run: str) -> dict[str, Any]:
     trained = study.trained(run)
     seeds = study.train.seeds_for(run)
     summary: dict[str, Any] = {"run": run, "profile": study.name, "trained": trained, "seeds": seeds, "datasets": {}}
-    released = study.reports / "models" / run / "released.json"
-    if study.released(run) is not None:
-        summary["released"] = json.loads(released.read_text())
+    given = study.reports / "models" / run / "given.json"
+    if study.given_file(run) is not None:
+        summary["given"] = json.loads(given.read_text())
     for dataset in study.data.datasets if trained else []:
         per_seed = {}
         for seed in seeds:

@@ -11,7 +11,7 @@ paper's protocol) and fitted without the noise being evaluated (held out).
 
 The test subset is split into two disjoint class-balanced halves, each evaluated on its own, so
 that a lambda (or filter strength) chosen on one half can be scored on the other
-(:mod:`sdnet.protocols`). The rival: the same ResNet-18 behind a test-time Gaussian blur and a
+(:mod:`sdnet.chapters.protocols`). The rival: the same ResNet-18 behind a test-time Gaussian blur and a
 3x3 median filter at the strengths of ``robustness.blur`` and ``robustness.median``
 (:func:`sdnet.robustness.filter_sweep`).
 
@@ -35,8 +35,7 @@ training lambda, the baseline or null, the runs loaded from files). Chapter 3 re
 from __future__ import annotations
 
 
-from sdnet.stages.common import BASELINE, SDNET, compared, released_runs, stage_command
-from sdnet.strict_json import write_json
+from sdnet.stages.common import BASELINE, SDNET, compared, save_results, stage_command
 from sdnet.study import Study, batches
 
 # The heavy imports (torch, pandas, the evaluation code) happen inside the functions, so that
@@ -52,36 +51,11 @@ STEM_IMAGES = 256
 STEPS_IMAGES_PER_HALF = 250
 
 
-def noise_conditions(study: Study, images: int) -> tuple[dict[tuple[str, int], tuple], str]:
-    """Images and labels of the clean test subset and of every (noise, severity) of the profile,
-    and where the noise came from: the released CIFAR-10-C files (CIFAR-10, when
-    ``<data>/CIFAR-10-C`` exists) or our seeded generator with the release's severity constants.
-    Every condition holds the same images, in the same order."""
-    from sdnet.data.corruptions import corrupt_severity, load_cifar10c
-
-    R = study.robustness
-    test = study.datasets()[1]
-    chosen = test.balanced_indices(min(images, len(test)))
-    clean = test.subset(chosen)
-    released = study.dataset == "cifar10" and (study.data_root / "CIFAR-10-C").is_dir()
-    conditions = {("clean", 0): (clean.images, clean.labels)}
-    for noise in R.noises:
-        if released:
-            for severity, part in load_cifar10c(study.data_root, noise, R.severities):
-                part = part.subset(chosen)
-                conditions[(noise, severity)] = (part.images, part.labels)
-        else:
-            for severity in R.severities:
-                conditions[(noise, severity)] = (corrupt_severity(clean.images, noise, severity, seed=R.seed + severity), clean.labels)
-    source = "released CIFAR-10-C" if released else "generated (CIFAR-10-C severities)"
-    return conditions, source
-
-
 def split_conditions(conditions: dict[tuple[str, int], tuple], per_half: int | None = None) -> dict[int, dict[tuple[str, int], list]]:
     """Batches of every condition on each of two disjoint class-balanced halves of the images
-    (:func:`sdnet.protocols.halves`): a knob chosen on one half is scored on the other. With
+    (:func:`sdnet.chapters.protocols.halves`): a knob chosen on one half is scored on the other. With
     ``per_half``, only the first images of each half (in the subset's order)."""
-    from sdnet.protocols import halves
+    from sdnet.chapters.protocols import halves
 
     parts = [idx[:per_half] for idx in halves(conditions[("clean", 0)][1])]
     return {h: {key: batches(x[idx], y[idx]) for key, (x, y) in conditions.items()} for h, idx in enumerate(parts)}
@@ -91,11 +65,11 @@ def sweep_noise(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"
     import pandas as pd
 
     from sdnet.adaptive import compare_adaptive, leave_one_noise_out
-    from sdnet.protocols import HALF, IMAGES, pooled
-    from sdnet.robustness import best_lambda, filter_sweep, fit_lambda_vs_error, sweep
+    from sdnet.chapters.protocols import HALF, IMAGES, pooled
+    from sdnet.robustness import best_lambda_table, filter_sweep, fit_lambda_vs_error, sweep
 
     R = study.robustness
-    conditions, source = noise_conditions(study, R.test_images)
+    conditions, source = study.noise_conditions(R.test_images)
     by_half = split_conditions(conditions)
     sizes = {h: sum(len(y) for _, y in part[("clean", 0)]) for h, part in by_half.items()}
     train_lam = study.train_lam(SDNET)
@@ -116,7 +90,7 @@ def sweep_noise(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"
 
     first = seeds[0]
     mine = pooled(table[(table["model"] == SDNET) & (table["seed"] == first)].drop(columns="correct"), ["top1", "recon_error", "sparsity"])
-    best = best_lambda(mine.drop(columns=["model", "seed", IMAGES]), train_lam=train_lam)
+    best = best_lambda_table(mine.drop(columns=["model", "seed", IMAGES]), train_lam=train_lam)
     model = study.load_model(SDNET, seed=first)[0]
     fits = {"all conditions": fit_lambda_vs_error(best["recon_error_train_lam"], best["best_lam"]), "held out": leave_one_noise_out(best)}
     whole = {key: batches(x, y) for key, (x, y) in conditions.items()}
@@ -126,22 +100,14 @@ def sweep_noise(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"
     )
     steps, stem = stem_mechanism(study, model, conditions, lambdas, train_lam, progress)
 
-    folder = study.results("noise")
-    folder.mkdir(parents=True, exist_ok=True)
-    tables = {"sweep": table, "adaptive": adaptive, "steps": steps.assign(seed=first)}
-    if rivals:
-        tables["filters"] = pd.concat(rivals, ignore_index=True)
-    (folder / "filters.csv").unlink(missing_ok=True)  # only this run's
-    save_with_hits(folder, tables, in_half1=second_half_mask(conditions))
-    stem.to_csv(folder / "stem.csv", index=False)
-    write_json(folder / "about.json", {
+    tables = {"sweep": table, "adaptive": adaptive, "steps": steps.assign(seed=first), "filters": pd.concat(rivals, ignore_index=True) if rivals else None}
+    save_results(study, "noise", {**tables, "stem": stem}, {
         "data": study.datasets()[1].name, "test_images": sum(sizes.values()), "halves": [sizes[0], sizes[1]],
         "noise_source": source, "lambdas": lambdas, "train_lam": train_lam, "seeds": seeds,
         "filters": {"blur": R.blur, "median": R.median} if rivals else {},
         "adaptive_seed": first, "baseline": baseline, "sdnet": SDNET, "stem_steps": list(STEM_STEPS), "stem_images": int(stem_images(conditions).numel()),
-        **released_runs(study, runs),
-    })
-    return tables
+    }, runs, in_half1=second_half_mask(conditions))
+    return {name: frame for name, frame in tables.items() if frame is not None}
 
 
 def stem_images(conditions: dict[tuple[str, int], tuple]) -> "torch.Tensor":
@@ -157,7 +123,7 @@ def stem_mechanism(study: Study, model, conditions, lambdas, train_lam, progress
     summarised per condition) and the accuracy with more stem steps at test time."""
     import pandas as pd
 
-    from sdnet.protocols import HALF, IMAGES
+    from sdnet.chapters.protocols import HALF, IMAGES
     from sdnet.robustness import STEM_MEASURES, stem_denoising, stem_steps, sweep
 
     R = study.robustness
@@ -201,27 +167,12 @@ def second_half_mask(conditions: dict[tuple[str, int], tuple]) -> "np.ndarray":
     of hits hold its images in the subset's order, the adaptive rows all images."""
     import numpy as np
 
-    from sdnet.protocols import halves
+    from sdnet.chapters.protocols import halves
 
     labels = conditions[("clean", 0)][1]
     mask = np.zeros(len(labels), dtype=bool)
     mask[halves(labels)[1].numpy()] = True
     return mask
-
-
-def save_with_hits(folder, tables: dict[str, "pd.DataFrame"], in_half1) -> None:
-    """Each table as ``<name>.csv`` without its per-image columns, and those columns in
-    ``hits.npz`` (:func:`sdnet.hits.save`; row i of a csv is row i of its arrays), with the
-    halves of the images (``subset.in_half1``: one row)."""
-    from sdnet import hits
-
-    arrays = {"subset.in_half1": [in_half1]}
-    for name, frame in tables.items():
-        columns = [c for c in frame.columns if c == "correct" or c.startswith("correct_")]
-        for c in columns:
-            arrays[name if c == "correct" else f"{name}.{c.removeprefix('correct_')}"] = list(frame[c])
-        frame.drop(columns=columns).to_csv(folder / f"{name}.csv", index=False)
-    hits.save(folder / "hits.npz", arrays)
 
 
 main = stage_command("Stage sweep_noise: accuracy vs test-time lambda under noise, and adaptive lambda.", sweep_noise)

@@ -34,6 +34,12 @@ def mean_std(values: Sequence[float], digits: int = 1, sign: bool = False) -> st
     return fmt.format(v.mean()) if len(v) == 1 else f"{fmt.format(v.mean())} ± {v.std(ddof=1):.{digits}f}"
 
 
+def seed_sd(values: Sequence[float]) -> float:
+    """The standard deviation over seeds (sample, ddof 1); 0 for one seed."""
+    v = np.asarray(values, dtype=float)
+    return float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
 def seed_verdict(gains: Sequence[float], what: str = "points") -> str:
     """The verdict on a gain measured once per seed: ``holds`` (mean > 2 std), ``not shown`` (positive
     within that), ``does not hold`` (mean <= 0); one seed cannot be told from seed noise."""
@@ -81,3 +87,29 @@ def gain_verdict(mean: float, seed_sd: float, image_sd: float, *, seeds: int, wh
         if mean < -2 * total:
             return f"does not hold: {interval}, {other} better beyond noise ({basis})"
     return f"not shown: {interval}, within noise ({basis})"
+
+
+def verdict_kind(verdict: str) -> str:
+    """What a verdict says, without its numbers: the words before its first colon
+    ("holds: +4.1 points ..." -> "holds")."""
+    return str(verdict).split(":", 1)[0].strip()
+
+
+def verdicts_moved(earlier, now, label: str) -> str:
+    """One Markdown line comparing two verdict tables (columns ``claim`` and ``verdict``) claim by
+    claim: which verdicts changed in kind (:func:`verdict_kind`), which stayed, which claims are new."""
+    before = dict(zip(earlier["claim"], earlier["verdict"]))
+    moved, same, new = [], [], []
+    for claim, verdict in zip(now["claim"], now["verdict"]):
+        if claim not in before:
+            new.append(f"\u201c{claim}\u201d")
+        elif verdict_kind(before[claim]) == verdict_kind(verdict):
+            same.append(f"\u201c{claim}\u201d ({verdict_kind(verdict)})")
+        else:
+            moved.append(f"\u201c{claim}\u201d: was \u201c{verdict_kind(before[claim])}\u201d, now \u201c{verdict_kind(verdict)}\u201d")
+    parts = [f"moved for {len(moved)} of {len(now)} claims" + (": " + "; ".join(moved) if moved else "")]
+    if same:
+        parts.append("Unchanged: " + ", ".join(same))
+    if new:
+        parts.append("Not judged then: " + ", ".join(new))
+    return f"**Against {label}:** the verdict " + ". ".join(parts) + "."

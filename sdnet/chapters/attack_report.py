@@ -1,6 +1,6 @@
 """Chapter 4's tables, sanity checks and verdicts, from what the ``attack`` stage measured.
 
-    from sdnet.attack_report import AttackResults
+    from sdnet.chapters.attack_report import AttackResults
     results = AttackResults.load(study.results("attacks"))
     results.worst_case_table()      # robust accuracy per radius and test-time lambda
     results.sanity_checks()         # the checks a gradient-masking defence would fail
@@ -11,12 +11,11 @@ crafted on the network as it was trained (SDNet-18 at its training lambda, the b
 paper's protocol; *white-box*, the attacker knows the setting. The rival (issue of every reader):
 the same ResNet-18 behind a test-time Gaussian blur (:mod:`sdnet.denoise`), attacked both ways
 like SDNet-18's lambda, compared at equal clean accuracy. A lambda chosen per radius is reported
-chosen on the scored images (the paper's protocol) and held out (:mod:`sdnet.protocols`).
+chosen on the scored images (the paper's protocol) and held out (:mod:`sdnet.chapters.protocols`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from sdnet.attacks import WORST
-from sdnet.protocols import at_edge, pooled, tune
-from sdnet.verdicts import beyond_noise, noise_level
+from sdnet.chapters.protocols import at_edge, pooled, tune
+from sdnet.chapters.results import Compared, read_about, read_table
+from sdnet.chapters.verdicts import beyond_noise, noise_level
 
 SCORES = ["clean", "white_box", "transfer"]
 PAPER_RADII = [("Linf", 8 / 255), ("L2", 0.5)]  # the paper's: PGD at L-inf 8/255 and L2 0.5
@@ -56,7 +56,7 @@ def compare_at_equal_clean(ours: pd.DataFrame, rival: pd.DataFrame, y: str) -> p
 
 
 @dataclass(frozen=True)
-class AttackResults:
+class AttackResults(Compared):
     """The stage's tables (``attacks`` and ``filters`` per half of the images) and ``about``."""
 
     attacks: pd.DataFrame
@@ -67,19 +67,11 @@ class AttackResults:
 
     @classmethod
     def load(cls, folder: Path) -> AttackResults:
-        optional = {name: pd.read_csv(folder / f"{name}.csv") if (folder / f"{name}.csv").is_file() else None for name in ("filters", "autoattack")}
-        return cls(pd.read_csv(folder / "attacks.csv"), optional["filters"] if optional["filters"] is not None else pd.DataFrame(),
-                   pd.read_csv(folder / "stronger.csv"), optional["autoattack"], json.loads((folder / "about.json").read_text()))
+        filters = read_table(folder, "filters", optional=True)
+        return cls(read_table(folder, "attacks"), pd.DataFrame() if filters is None else filters, read_table(folder, "stronger"),
+                   read_table(folder, "autoattack", optional=True), read_about(folder))
 
     # -- what was run ------------------------------------------------------------------------
-    @property
-    def sdnet(self) -> str:
-        return self.about["sdnet"]
-
-    @property
-    def baseline(self) -> str | None:
-        return self.about["baseline"]
-
     @property
     def n(self) -> int:
         return self.about["test_images"]
@@ -146,7 +138,7 @@ class AttackResults:
         """Every check on every (model, norm, attack, lambda) and their summary: robust accuracy
         (1) falls as the radius grows, (2) is near zero (<= 5%) at the largest radius, (3) is never
         higher under a stronger attack, (4) is never higher white-box than transfer; "higher" beyond
-        the noise of two binomial estimates on these images (:func:`sdnet.verdicts.beyond_noise`)."""
+        the noise of two binomial estimates on these images (:func:`sdnet.chapters.verdicts.beyond_noise`)."""
         n, whole = self.n, self.whole()
         checks = []
         for (model, norm, attack, lam), part in whole.groupby(["model", "norm", "attack", "lam"], dropna=False):
@@ -305,21 +297,3 @@ class AttackResults:
                 f"{max(gap for _, gap in overstated):.1f} points (" + "; ".join(f"{name}: {gap:.1f}" for name, gap in overstated) + ")"}
 
 
-def adversarial_views(model, x, y, *, eps: float, steps: int, lambdas: list[float]) -> dict[str, Any]:
-    """What chapter 4 shows of one attack: PGD examples of ``x`` at L-inf ``eps`` crafted on
-    ``model`` at ``lambdas[0]`` (its training lambda), the perturbation, and at each of ``lambdas``
-    the stem's reconstruction of the example and of the clean image (pixels,
-    :func:`sdnet.robustness.stem_reconstructions`) and the predicted classes of the example."""
-    import torch
-
-    from sdnet.attacks import adversarial_examples, pgd
-    from sdnet.evaluate import at_lambda
-    from sdnet.robustness import stem_reconstructions
-
-    x_adv = adversarial_examples(model, x, y, pgd(model, eps=eps, steps=steps), lam=lambdas[0])
-    predicted = {}
-    for lam in lambdas:
-        with torch.no_grad(), at_lambda(model, lam):
-            predicted[lam] = model(x_adv).argmax(1)
-    return {"x_adv": x_adv, "delta": x_adv - x, "views": stem_reconstructions(model, x_adv, lambdas),
-            "clean_views": stem_reconstructions(model, x, lambdas), "predicted": predicted}

@@ -51,29 +51,3 @@ def published_top1(dataset: str, model: str) -> float | None:
     if entry is not None:
         return entry["top1"]
     return RELEASED_CHECKPOINTS.get((dataset, model))
-
-# Where the authors publish those networks: the "Pre-trained Models" table of their README
-# (github.com/Delay-Xili/SDNet), one Google Drive folder per network (checkpoint files, training
-# logs, tensorboard files).
-RELEASED_README = "https://github.com/Delay-Xili/SDNet#pre-trained-models"
-RELEASED_LINKS: dict[tuple[str, str], str] = {
-    ("cifar10", "sdnet18"): "https://drive.google.com/drive/folders/1oZELeYgrNicKMtuO6RcZgafJMieixawy",
-    ("cifar10", "sdnet18_all"): "https://drive.google.com/drive/folders/184YiNng89l2S1g-DPQD_gp8jb3vaTCLw",
-    ("cifar10", "sdnet18_all_noshortcut"): "https://drive.google.com/drive/folders/1SaVLqGJak-EmaTGwU14juvwIBJn9baFJ",
-    ("cifar100", "sdnet18"): "https://drive.google.com/drive/folders/1EMA-f-6PsxAvaObp1zXuivl-EDFW4MPc",
-    ("cifar100", "sdnet18_all"): "https://drive.google.com/drive/folders/1XYtv8Oh4wgHhP_UAF2P0AZHG0fH6AQEc",
-    ("cifar100", "sdnet18_all_noshortcut"): "https://drive.google.com/drive/folders/1Jx871n7JAFVCkly8JRCBqKeQAnCNI-rH",
-    ("imagenet", "sdnet18"): "https://drive.google.com/drive/folders/1USIY9H3Aa4EV0K0T71gCe2VDSbyBIVO0",
-    ("imagenet", "sdnet18_all"): "https://drive.google.com/drive/folders/1vvXr96MBmTDxma6sC0FqQrPcvCO_hrh7",
-    ("imagenet", "sdnet18_all_noshortcut"): "https://drive.google.com/drive/folders/1uKl1QrZyR4M0tNu7d0EF8awQtg2kMLa-",
-}
-
-
-def released_help(dataset: str | None = None, run: str | None = None) -> str:
-    """Where the authors publish their trained networks, and where this project expects them."""
-    if dataset is not None and run is not None and (dataset, run) in RELEASED_LINKS:
-        where = f"the authors publish it at {RELEASED_LINKS[(dataset, run)]} (their README: {RELEASED_README})"
-    else:
-        where = f"the authors publish their trained networks in the 'Pre-trained Models' table of their README ({RELEASED_README}), one Google Drive folder per network"
-    return (f"{where[0].upper()}{where[1:]}; download its model_best.pth.tar, for example to "
-            f"data/released/{dataset or '<dataset>'}/{run or '<run>'}/model_best.pth.tar, and pass that path.")

@@ -1,4 +1,4 @@
-"""Atom images and that every figure renders (sdnet.viz)."""
+"""Atom images and that every figure renders (sdnet.chapters.figures)."""
 
 import matplotlib
 
@@ -10,9 +10,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from sdnet import CSCConv2d, viz
+from sdnet import CSCConv2d
+from sdnet.chapters import figures
 from sdnet.reconstruction import Curve
-from sdnet.robustness import LambdaFit, best_lambda
+from sdnet.robustness import LambdaFit, best_lambda_table
 
 
 @pytest.fixture(autouse=True)
@@ -24,16 +25,16 @@ def close_figures():
 def test_atom_images_are_scaled_per_atom():
     weight = torch.randn(6, 3, 5, 5)
     weight[0] *= 100
-    atoms = viz.atom_images(weight)
+    atoms = figures.atom_images(weight)
     assert atoms.shape == (6, 5, 5, 3)
     assert torch.allclose(atoms.amin(dim=(1, 2, 3)), torch.zeros(6)) and torch.allclose(atoms.amax(dim=(1, 2, 3)), torch.ones(6))
 
 
 def test_plot_atoms_grid():
-    fig = viz.plot_atoms(CSCConv2d(3, 20, 3), ncols=8, title="atoms")
+    fig = figures.plot_atoms(CSCConv2d(3, 20, 3), ncols=8, title="atoms")
     assert isinstance(fig, Figure) and len(fig.axes) == 24  # 3 rows of 8, the last 4 empty
-    assert len(viz.plot_atoms(torch.randn(5, 1, 3, 3)).axes) == 6  # grey for one input channel; 2 rows of 3
-    square = viz.plot_atoms(torch.randn(16, 3, 3, 3))  # by default a square grid, not a strip
+    assert len(figures.plot_atoms(torch.randn(5, 1, 3, 3)).axes) == 6  # grey for one input channel; 2 rows of 3
+    square = figures.plot_atoms(torch.randn(16, 3, 3, 3))  # by default a square grid, not a strip
     assert len(square.axes) == 16 and square.get_size_inches()[0] < 2 * square.get_size_inches()[1]
 
 
@@ -54,7 +55,7 @@ def sweep_table() -> pd.DataFrame:
 
 def test_figures_render(tmp_path):
     table = sweep_table()
-    best = best_lambda(table, train_lam=0.1)
+    best = best_lambda_table(table, train_lam=0.1)
     points = best[best.model == "sdnet"]
     attacks = pd.DataFrame([
         dict(model=m, norm=n, eps=e, attack=a, lam=lam, clean=90.0, white_box=10 + 20 * lam * (m == "sdnet") - k, transfer=15 + 30 * lam * (m == "sdnet") - k)
@@ -67,28 +68,28 @@ def test_figures_render(tmp_path):
     curve = Curve("stem", 2, (0.0, 0.1, 1.0), torch.tensor([[0.5, 0.5], [0.6, 0.7], [0.9, 0.9]]), torch.tensor([[0.1, 0.1], [0.2, 0.2], [0.5, 0.6]]),
                   torch.zeros(3, 2), torch.zeros(3, 2), 10.0)
     other = Curve("random", 2, (0.0, 0.1, 1.0), curve.zeros, curve.error + 0.1, torch.zeros(3, 2), torch.zeros(3, 2), 5.0)
-    figures = {
-        "accuracy_vs_lambda": viz.plot_accuracy_vs_lambda(table, "sdnet", 0.1, baseline=table[table.model == "resnet"]),
-        "best_lambda_from_best": viz.plot_best_lambda_vs_severity(best, "sdnet"),
-        "best_lambda_from_sweep": viz.plot_best_lambda_vs_severity(table[table.model == "sdnet"]),
-        "fit": viz.plot_lambda_vs_error_fit(points.recon_error_train_lam, points.best_lam, LambdaFit(2.0, 0.1, 0.9), list(points.noise), list(points.severity)),
-        "mechanism": viz.plot_stem_mechanism(stem, 0.1),
-        "attacks": viz.plot_attacks_vs_lambda(attacks[attacks.model == "sdnet"], baseline=attacks[attacks.model == "resnet"]),
-        "sparsity": viz.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}),
-        "reconstructions": viz.plot_layer_reconstructions(images, [images, images], ["L0", "L1"]),
-        "reconstructions_rescaled": viz.plot_layer_reconstructions(images, [0.01 * images], rescale=True),
-        "sparsity_with_floor": viz.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}, {"conv1": 0.5, "layer1.0.conv1": 0.5}, 0.1,
+    rendered = {
+        "accuracy_vs_lambda": figures.plot_accuracy_vs_lambda(table, "sdnet", 0.1, baseline=table[table.model == "resnet"]),
+        "best_lambda_from_best": figures.plot_best_lambda_vs_severity(best, "sdnet"),
+        "best_lambda_from_sweep": figures.plot_best_lambda_vs_severity(table[table.model == "sdnet"]),
+        "fit": figures.plot_lambda_vs_error_fit(points.recon_error_train_lam, points.best_lam, LambdaFit(2.0, 0.1, 0.9), list(points.noise), list(points.severity)),
+        "mechanism": figures.plot_stem_mechanism(stem, 0.1),
+        "attacks": figures.plot_attacks_vs_lambda(attacks[attacks.model == "sdnet"], baseline=attacks[attacks.model == "resnet"]),
+        "sparsity": figures.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}),
+        "reconstructions": figures.plot_layer_reconstructions(images, [images, images], ["L0", "L1"]),
+        "reconstructions_rescaled": figures.plot_layer_reconstructions(images, [0.01 * images], rescale=True),
+        "sparsity_with_floor": figures.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}, {"conv1": 0.5, "layer1.0.conv1": 0.5}, 0.1,
                                                  reference={"conv1": 0.4, "layer1.0.conv1": 0.7}),
-        "error_vs_zeros": viz.plot_sparsity_curves({"stem": [curve], "random": [curve, other]}, {"stem": [curve]}, mark=0.6),
-        "curves": viz.plot_training_curves({"loss": {"a": pd.DataFrame({"mean": [2.0, 1.0], "low": [1.9, 0.9], "high": [2.1, 1.1]}, index=[1, 2])}}),
+        "error_vs_zeros": figures.plot_sparsity_curves({"stem": [curve], "random": [curve, other]}, {"stem": [curve]}, mark=0.6),
+        "curves": figures.plot_training_curves({"loss": {"a": pd.DataFrame({"mean": [2.0, 1.0], "low": [1.9, 0.9], "high": [2.1, 1.1]}, index=[1, 2])}}),
     }
-    for name, fig in figures.items():
+    for name, fig in rendered.items():
         assert isinstance(fig, Figure), name
         fig.savefig(tmp_path / f"{name}.png")
-    assert len(figures["accuracy_vs_lambda"].axes) == 2  # gaussian and shot; clean is drawn in both
-    assert len(list(tmp_path.glob("*.png"))) == len(figures)
+    assert len(rendered["accuracy_vs_lambda"].axes) == 2  # gaussian and shot; clean is drawn in both
+    assert len(list(tmp_path.glob("*.png"))) == len(rendered)
     with pytest.raises(ValueError, match="several models"):
-        viz.plot_accuracy_vs_lambda(table)
+        figures.plot_accuracy_vs_lambda(table)
 
 
 def test_rescaled_reconstructions_take_their_range_inside_the_border():
@@ -102,7 +103,7 @@ def test_rescaled_reconstructions_take_their_range_inside_the_border():
     image[..., 2:6, 2:6] = torch.linspace(0, 1, 16).reshape(1, 1, 4, 4)
     shown = {}
     for border in (0, 2):
-        fig = viz.plot_layer_reconstructions(image, [framed], rescale=True, border=border)
+        fig = figures.plot_layer_reconstructions(image, [framed], rescale=True, border=border)
         shown[border] = torch.from_numpy(fig.axes[1].images[0].get_array().data)[2:6, 2:6]
         title = fig.axes[1].get_title()
     spread = shown[0].amax(dim=(0, 1)) - shown[0].amin(dim=(0, 1))  # per channel
@@ -115,7 +116,7 @@ def test_rescaled_reconstructions_take_their_range_inside_the_border():
 def test_stretch_around_mean_centres_each_channel_and_scales_by_the_spread():
     torch.manual_seed(0)
     image = torch.randn(3, 6, 6) * 1e-4 + torch.tensor([0.2, 0.5, 0.9]).view(3, 1, 1)
-    shown = viz.stretch_around_mean(image, spread=2.5)
+    shown = figures.stretch_around_mean(image, spread=2.5)
     assert torch.allclose(shown.mean(dim=(1, 2)), torch.full((3,), 0.5), atol=0.05)
     centred = image - image.mean(dim=(1, 2), keepdim=True)
     assert torch.allclose(shown, (0.5 + centred / (5 * centred.std())).clamp(0, 1), atol=1e-6)
@@ -123,13 +124,13 @@ def test_stretch_around_mean_centres_each_channel_and_scales_by_the_spread():
 
 def test_one_per_class_spreads_the_classes():
     labels = [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3 + [4] * 3
-    assert viz.one_per_class(labels, 3) == [0, 6, 12]  # classes 0, 2, 4
-    assert viz.one_per_class([5, 5, 7], 4) == [0, 2]  # fewer classes than asked: each once
+    assert figures.one_per_class(labels, 3) == [0, 6, 12]  # classes 0, 2, 4
+    assert figures.one_per_class([5, 5, 7], 4) == [0, 2]  # fewer classes than asked: each once
 
 
 def test_layer_reconstructions_wrap_onto_rows_of_per_row_panels():
     images = torch.rand(2, 3, 8, 8)
-    fig = viz.plot_layer_reconstructions(images, [images] * 17, n_images=2, per_row=9)
+    fig = figures.plot_layer_reconstructions(images, [images] * 17, n_images=2, per_row=9)
     # 18 panels per image (input and 17 layers) on 2 rows of 9; 2 images: 4 rows
     assert len(fig.axes) == 4 * 9
     titled = [ax.get_title() for ax in fig.axes]

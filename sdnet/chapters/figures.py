@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from sdnet.analysis import contrast_kept, inside_frame
 from sdnet.csc import CSCConv2d
-from sdnet.robustness import LambdaFit, best_lambda
+from sdnet.robustness import LambdaFit, best_lambda_table
 
 # ---------------------------------------------------------------------------------------------
 # Dictionary atoms
@@ -242,10 +242,10 @@ def plot_accuracy_vs_lambda(
 def plot_best_lambda_vs_severity(table: pd.DataFrame, model: str | None = None) -> Figure:
     """The best test-time lambda against severity, one line per noise.
 
-    ``table`` is a :func:`sdnet.robustness.best_lambda` table, or a sweep table (then the best
+    ``table`` is a :func:`sdnet.robustness.best_lambda_table` table, or a sweep table (then the best
     lambda is computed here).
     """
-    best = table if "best_lam" in table.columns else best_lambda(table)
+    best = table if "best_lam" in table.columns else best_lambda_table(table)
     best = _one_model(best, model)
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for noise, part in best[best["noise"] != "clean"].groupby("noise"):
@@ -321,7 +321,7 @@ def plot_attacks_vs_lambda(table: pd.DataFrame, baseline: pd.DataFrame | None = 
 
 
 # ---------------------------------------------------------------------------------------------
-# Training curves (tables of sdnet.classification.training_curves)
+# Training curves (tables of sdnet.chapters.classification.training_curves)
 # ---------------------------------------------------------------------------------------------
 
 

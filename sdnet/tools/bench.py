@@ -1,9 +1,9 @@
 """Speed: the CSC layer against the convolution it replaces, SDNet against ResNet-18.
 
-    python -m sdnet.bench                                # CPU: batch 32; float32, and bf16 where native
-    python -m sdnet.bench --width 16 --batch-size 128    # the CPU-sized networks of the cpu profile
-    python -m sdnet.bench --device cuda --json reports/bench.json   # GPU: batch 128, bf16
-    python -m sdnet.bench --quick                        # a few seconds, tiny sizes (smoke test)
+    python -m sdnet.tools.bench                                # CPU: batch 32; float32, and bf16 where native
+    python -m sdnet.tools.bench --width 16 --batch-size 128    # the CPU-sized networks of the cpu profile
+    python -m sdnet.tools.bench --device cuda --json reports/bench.json   # GPU: batch 128, bf16
+    python -m sdnet.tools.bench --quick                        # a few seconds, tiny sizes (smoke test)
 
 One run measures four things, the first two as ratios taken within the run:
 

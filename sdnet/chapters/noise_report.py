@@ -1,17 +1,17 @@
 """Chapter 3's tables and verdicts, from what the ``sweep_noise`` stage measured.
 
-    from sdnet.noise_report import NoiseResults
+    from sdnet.chapters.noise_report import NoiseResults
     results = NoiseResults.load(study.results("noise"))
     per_seed = results.per_seed()        # one row per seed and noise: every defence, both protocols
     results.summary(per_seed)            # the paper's CIFAR-10-C table, ours beside it
-    results.claims(comparisons, ...)     # the verdict rows (comparisons: sdnet.noise_defenders)
+    results.claims(comparisons, ...)     # the verdict rows (comparisons: sdnet.chapters.noise_defenders)
     curve_shapes(results); mechanism(stem_table, train_lam)   # the curves' shape; the stem's view
 
-The paper's table comes two ways (:mod:`sdnet.protocols`): ``same``, the knob (lambda, or a
+The paper's table comes two ways (:mod:`sdnet.chapters.protocols`): ``same``, the knob (lambda, or a
 filter's strength) chosen on the images it is scored on (the paper's protocol, an oracle), and
 ``held``, chosen on the other half of the images. The verdicts are judged held out, for three
 defenders who know more or less of the noise, each gain with its clean cost against the same
-baseline and an interval over seeds and images (:mod:`sdnet.noise_defenders`). Accuracies are
+baseline and an interval over seeds and images (:mod:`sdnet.chapters.noise_defenders`). Accuracies are
 top-1 in %, severity-averaged over the noisy severities (the paper's CIFAR-10-C table), per noise;
 the rival is the same ResNet-18 behind a tuned test-time Gaussian blur or 3x3 median filter
 (:mod:`sdnet.denoise`).
@@ -19,7 +19,6 @@ the rival is the same ResNet-18 behind a tuned test-time Gaussian blur or 3x3 me
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sdnet import paper
-from sdnet.noise_defenders import DEFENDERS
-from sdnet.protocols import pooled, tune
-from sdnet.verdicts import beyond_noise, mean_std
+from sdnet.chapters import paper
+from sdnet.chapters.noise_defenders import DEFENDERS
+from sdnet.chapters.protocols import pooled, tune
+from sdnet.chapters.results import Compared, read_about, read_table
+from sdnet.chapters.verdicts import beyond_noise, mean_std
 
 CONDITION = ["noise", "severity"]
 FILTER_NAMES = {"blur": "Gaussian blur", "median": "3x3 median"}
@@ -58,7 +58,7 @@ def _tuned(rows: pd.DataFrame, knob: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @dataclass(frozen=True)
-class NoiseResults:
+class NoiseResults(Compared):
     """The stage's tables: ``sweep`` (both models, every lambda), ``filters`` (the rival; empty
     without a ResNet-18) and ``about``."""
 
@@ -68,16 +68,8 @@ class NoiseResults:
 
     @classmethod
     def load(cls, folder: Path) -> NoiseResults:
-        filters = folder / "filters.csv"
-        return cls(pd.read_csv(folder / "sweep.csv"), pd.read_csv(filters) if filters.is_file() else pd.DataFrame(), json.loads((folder / "about.json").read_text()))
-
-    @property
-    def sdnet(self) -> str:
-        return self.about["sdnet"]
-
-    @property
-    def baseline(self) -> str | None:
-        return self.about["baseline"]
+        filters = read_table(folder, "filters", optional=True)
+        return cls(read_table(folder, "sweep"), pd.DataFrame() if filters is None else filters, read_about(folder))
 
     @property
     def seeds(self) -> list[int]:
@@ -177,11 +169,11 @@ class NoiseResults:
 
     def claims(self, comparisons: pd.DataFrame, *, same_gain: float, shape: dict[str, str], fit, mechanism: dict[str, str],
                steps: pd.DataFrame, adaptive: pd.DataFrame, regime: str) -> list[dict[str, str]]:
-        """The verdict rows of chapter 3, from :func:`sdnet.noise_defenders.comparisons` (held out,
+        """The verdict rows of chapter 3, from :func:`sdnet.chapters.noise_defenders.comparisons` (held out,
         three defenders), the paper's-protocol gain over ResNet-18 ``same_gain`` (mean over seeds),
         :func:`shape_claim`, the lambda-error line, :func:`mechanism_claim`,
-        :func:`sdnet.noise_defenders.stem_steps_comparison` and
-        :func:`sdnet.noise_defenders.adaptive_against_fixed`."""
+        :func:`sdnet.chapters.noise_defenders.stem_steps_comparison` and
+        :func:`sdnet.chapters.noise_defenders.adaptive_against_fixed`."""
         known = [k for k in self.sweep["noise"].unique() if k in paper.NOISE_ROBUSTNESS["resnet18"]]
         paper_gain = np.mean([paper.NOISE_ROBUSTNESS["sdnet18"][k] - paper.NOISE_ROBUSTNESS["resnet18"][k] for k in known])
         rows = comparisons.set_index(["defender", "defence", "against"])
@@ -254,7 +246,7 @@ class NoiseResults:
 def has_valley(acc: Sequence[float], n: int) -> bool:
     """Whether a curve (accuracy % at increasing lambda, on ``n`` images) has a real valley: a point
     below some point on its left and some point on its right, each beyond image noise
-    (:func:`sdnet.verdicts.beyond_noise`). A curve without one is unimodal up to noise."""
+    (:func:`sdnet.chapters.verdicts.beyond_noise`). A curve without one is unimodal up to noise."""
     acc = list(acc)
     return any(beyond_noise(max(acc[:j]), acc[j], n) and beyond_noise(max(acc[j + 1:]), acc[j], n) for j in range(1, len(acc) - 1))
 

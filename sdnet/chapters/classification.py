@@ -1,6 +1,6 @@
 """Chapter 2's tables and verdicts: the evaluate stages' accuracy records beside the paper's numbers.
 
-    from sdnet.classification import Records, table1, table_d1, claims
+    from sdnet.chapters.classification import Records, table1, table_d1, claims
     records = Records.load(study)            # reports/<profile>/train/<run>.json and curves/<run>.csv
     table, not_run = table1(records, study.data.datasets)
     verdicts = claims(records, study.data.datasets)
@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from sdnet import paper
+from sdnet.chapters import paper
 
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet-1k",
                  "synthetic": "synthetic (embedded)", "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}
@@ -66,9 +66,9 @@ class Records:
         return [run for run, summary in self.runs.items() if summary["trained"]]
 
     @property
-    def released(self) -> dict[str, dict[str, Any]]:
+    def given(self) -> dict[str, dict[str, Any]]:
         """Runs given as checkpoint files (e.g. the authors' networks): their file's record."""
-        return {run: summary["released"] for run, summary in self.runs.items() if summary.get("released")}
+        return {run: summary["given"] for run, summary in self.runs.items() if summary.get("given")}
 
     def ours(self, run: str, dataset: str) -> dict[str, Any] | None:
         """The run's summary on ``dataset`` (per seed, mean and std), or None if it was not trained."""
@@ -95,8 +95,9 @@ class Records:
         return float(curve[curve["dataset"] == dataset]["images_per_second"].median())
 
 
-def mean_std(summary: dict[str, Any] | None, key: str = "top1") -> str | None:
-    """``"87.62 ± 0.18 (3 seeds)"``: mean ± standard deviation over seeds; the mean alone for one seed."""
+def accuracy_cell(summary: dict[str, Any] | None, key: str = "top1") -> str | None:
+    """A table cell of a run's accuracy (``evaluate@<run>``'s summary): ``"87.62 ± 0.18 (3 seeds)"``,
+    mean ± standard deviation over seeds; the mean alone for one seed."""
     if summary is None:
         return None
     n = len(summary["seeds"])
@@ -116,38 +117,45 @@ def _first_seed(summary: dict[str, Any]) -> dict[str, Any]:
     return next(iter(summary["seeds"].values()))
 
 
-def _released_row(records: Records, dataset: str, run: str, column: str) -> dict[str, Any]:
+def _given_row(records: Records, dataset: str, run: str, column: str) -> dict[str, Any]:
     """A run given as a checkpoint file: not trained here, so no accuracy of ours in this chapter."""
     ref = paper_dataset(dataset)
     return {"data": dataset_name(dataset), "model": run,
             column: paper.RELEASED_CHECKPOINTS.get((ref, run), paper.published_top1(ref, run)),
-            "note": f"released checkpoint, not trained here ({records.released[run]['file']}); clean accuracy: chapter 3"}
+            "note": f"given as a checkpoint file, not trained here ({records.given[run]['file']}); clean accuracy: chapter 3"}
+
+
+def _rows(records: Records, datasets: list[str], models: tuple[str, ...], paper_column: str, ours) -> tuple[pd.DataFrame, list[str]]:
+    """One row per dataset and model: ``ours(dataset, run, summary)`` for a run trained here, a
+    row saying so for a run given as a file, and the rest listed as not run."""
+    rows, not_run = [], []
+    for dataset in datasets:
+        for run in models:
+            m = records.ours(run, dataset)
+            if m is not None:
+                rows.append({"data": dataset_name(dataset), "model": run, **ours(dataset, run, m)})
+            elif run in records.given:
+                rows.append(_given_row(records, dataset, run, paper_column))
+            else:
+                not_run.append(f"{run} on {dataset_name(dataset)}")
+    return pd.DataFrame(rows), not_run
 
 
 def table1(records: Records, datasets: list[str], models: tuple[str, ...] = ("resnet18", "resnet34", "sdnet18", "sdnet34")
            ) -> tuple[pd.DataFrame, list[str]]:
     """Table 1: top-1 per dataset and model, the paper's beside ours; and the rows not run."""
-    rows, not_run = [], []
-    for dataset in datasets:
-        for run in models:
-            m = records.ours(run, dataset)
-            if m is None:
-                if run in records.released:
-                    rows.append(_released_row(records, dataset, run, "paper top-1"))
-                else:
-                    not_run.append(f"{run} on {dataset_name(dataset)}")
-                continue
-            one = _first_seed(m)
-            rows.append({
-                "data": dataset_name(dataset), "model": run,
-                "paper top-1": paper.published_top1(paper_dataset(dataset), run),
-                "ours top-1": mean_std(m), "ours top-5": mean_std(m, "top5"),
-                "params (M)": round(one["parameters"] / 1e6, 2), "epochs": one["epochs"],
-                "train img/s": round(records.images_per_second(run, dataset)), "trained on": trained_on(m),
-                "note": " ".join(filter(None, ["" if records.architecture(run) == "with shortcuts" else records.architecture(run),
-                                               records.budget(run)])),
-            })
-    return pd.DataFrame(rows), not_run
+    def ours(dataset: str, run: str, m: dict[str, Any]) -> dict[str, Any]:
+        one = _first_seed(m)
+        return {
+            "paper top-1": paper.published_top1(paper_dataset(dataset), run),
+            "ours top-1": accuracy_cell(m), "ours top-5": accuracy_cell(m, "top5"),
+            "params (M)": round(one["parameters"] / 1e6, 2), "epochs": one["epochs"],
+            "train img/s": round(records.images_per_second(run, dataset)), "trained on": trained_on(m),
+            "note": " ".join(filter(None, ["" if records.architecture(run) == "with shortcuts" else records.architecture(run),
+                                           records.budget(run)])),
+        }
+
+    return _rows(records, datasets, models, "paper top-1", ours)
 
 
 def table_d1(records: Records, datasets: list[str],
@@ -155,25 +163,17 @@ def table_d1(records: Records, datasets: list[str],
              ) -> tuple[pd.DataFrame, list[str]]:
     """Supplementary Table D.1: SDNet against SDNet-All, with the -All networks' training speed
     relative to SDNet-18's; and the rows not run."""
-    rows, not_run = [], []
-    for dataset in datasets:
+    def ours(dataset: str, run: str, m: dict[str, Any]) -> dict[str, Any]:
         base = records.ours("sdnet18", dataset)
-        for run in models:
-            m = records.ours(run, dataset)
-            if m is None:
-                if run in records.released:
-                    rows.append(_released_row(records, dataset, run, "paper top-1 (released)"))
-                else:
-                    not_run.append(f"{run} on {dataset_name(dataset)}")
-                continue
-            speed = records.images_per_second(run, dataset) / records.images_per_second("sdnet18", dataset) if base else None
-            rows.append({
-                "data": dataset_name(dataset), "model": run, "architecture": records.architecture(run),
-                "paper top-1 (released)": paper.RELEASED_CHECKPOINTS.get((paper_dataset(dataset), run)),
-                "ours top-1": mean_std(m), "params (M)": round(_first_seed(m)["parameters"] / 1e6, 2),
-                "speed vs SDNet-18": None if speed is None else round(speed, 2), "note": records.budget(run),
-            })
-    return pd.DataFrame(rows), not_run
+        speed = records.images_per_second(run, dataset) / records.images_per_second("sdnet18", dataset) if base else None
+        return {
+            "architecture": records.architecture(run),
+            "paper top-1 (released)": paper.RELEASED_CHECKPOINTS.get((paper_dataset(dataset), run)),
+            "ours top-1": accuracy_cell(m), "params (M)": round(_first_seed(m)["parameters"] / 1e6, 2),
+            "speed vs SDNet-18": None if speed is None else round(speed, 2), "note": records.budget(run),
+        }
+
+    return _rows(records, datasets, models, "paper top-1 (released)", ours)
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def claims(records: Records, datasets: list[str]) -> list[dict[str, str]]:
             rows.append({
                 "claim": "SDNet-18 is as accurate as ResNet-18",
                 "paper": f"{published[0]} vs {published[1]} ({dataset_name(ref)})" if None not in published else "(no published number for this data)",
-                "here": f"{mean_std(sdnet)} vs {mean_std(resnet)} ({dataset_name(dataset)})",
+                "here": f"{accuracy_cell(sdnet)} vs {accuracy_cell(resnet)} ({dataset_name(dataset)})",
                 "verdict": equivalence_verdict(difference(sdnet, resnet)),
             })
         full = records.ours("sdnet18_all", dataset)
@@ -234,7 +234,7 @@ def claims(records: Records, datasets: list[str]) -> list[dict[str, str]]:
         rows.append({
             "claim": "SDNet-18-All is about as accurate as SDNet-18 (within 2 points at equal epochs)",
             "paper": "95.02 vs 95.34 (released checkpoints, CIFAR-10)",
-            "here": f"{mean_std(full)} vs {mean_std(sdnet)} ({dataset_name(dataset)})",
+            "here": f"{accuracy_cell(full)} vs {accuracy_cell(sdnet)} ({dataset_name(dataset)})",
             "verdict": f"{'holds' if abs(d.diff) <= ALL_MARGIN else 'does not hold'}: {d.diff:+.2f} points{spread}",
         })
         speed = records.images_per_second("sdnet18_all", dataset) / records.images_per_second("sdnet18", dataset)

@@ -10,14 +10,14 @@ Which value a defender picks depends on what it knows of the noise (:data:`DEFEN
 - ``nothing``: one value for every noise and severity, chosen on the mean over all of them.
 
 Every choice is made on one half of the images and scored on the other, both ways round
-(:mod:`sdnet.protocols`); ``same`` is the paper's oracle (chosen on the scored images), kept for
+(:mod:`sdnet.chapters.protocols`); ``same`` is the paper's oracle (chosen on the scored images), kept for
 the tables. The clean cost of a choice is the clean accuracy at the chosen values.
 
 Intervals: the per-image hits (:mod:`sdnet.hits`) let the whole computation, choices included,
 be repeated on bootstrap resamples of the images (within each half, the same resample for every
 defence and seed: the comparisons stay paired). A gain's uncertainty has two parts, the images
 (the bootstrap's standard deviation of the mean over seeds) and the networks (the standard
-deviation over seeds); :func:`sdnet.verdicts.gain_verdict` judges it on both.
+deviation over seeds); :func:`sdnet.chapters.verdicts.gain_verdict` judges it on both.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from sdnet import hits as hits_file
-from sdnet.verdicts import gain_verdict
+from sdnet.chapters.verdicts import gain_verdict, seed_sd
 
 DEFENDERS = {  # what each defender knows: "a defender who ..."
     "condition": "knows the noise and its severity",
@@ -205,11 +205,10 @@ class Comparison:
 
     def row(self) -> dict:
         g, c = self.noisy_gain, self.clean_gain
-        spread = lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
         return {"defender": self.defender, "defence": self.a, "against": self.b,
-                "noisy gain": float(g.mean()), "seed sd": spread(g), "image sd": self.noisy_image_sd,
-                "clean change": float(c.mean()), "clean seed sd": spread(c), "clean image sd": self.clean_image_sd,
-                "verdict": gain_verdict(float(g.mean()), spread(g), self.noisy_image_sd, seeds=len(g), other=self.b)}
+                "noisy gain": float(g.mean()), "seed sd": seed_sd(g), "image sd": self.noisy_image_sd,
+                "clean change": float(c.mean()), "clean seed sd": seed_sd(c), "clean image sd": self.clean_image_sd,
+                "verdict": gain_verdict(float(g.mean()), seed_sd(g), self.noisy_image_sd, seeds=len(g), other=self.b)}
 
 
 def compare(a: Defended, b: Defended) -> Comparison:
