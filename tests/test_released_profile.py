@@ -190,7 +190,7 @@ def test_the_released_profile_runs_end_to_end_on_released_files(tmp_path):
     assert "ResNet-18 (paper's, not evaluated here)" in noise
     assert "the authors' released SDNet-18 is as accurate as they publish" in (reports / "tables" / "03_noise_robustness" / "verdict.md").read_text()
     assert "not tested: no ResNet-18 given" in (reports / "tables" / "04_adversarial" / "verdict.md").read_text()
-    assert "released checkpoint, not trained here" in (reports / "tables" / "02_classification" / "table1.md").read_text()
+    assert "given as a checkpoint file, not trained here" in (reports / "tables" / "02_classification" / "table1.md").read_text()
     assert "not tested here" in (reports / "tables" / "05_visualization" / "verdict.md").read_text()
     assert not (reports / "figures" / "05_visualization" / "layer_reconstructions.png").exists()
     assert (reports / "RESULTS.md").is_file()
@@ -223,7 +223,7 @@ def test_a_committed_studys_networks_run_chapters_3_to_5_on_the_official_files(t
     reports = work / "reports" / "released"
     for stage in ("noise", "attacks"):
         about = json.loads((reports / "results" / stage / "about.json").read_text())
-        assert about["baseline"] == "resnet18" and set(about["released"]) == {"resnet18", "sdnet18"}, about
+        assert about["baseline"] == "resnet18" and set(about["given"]) == {"resnet18", "sdnet18"}, about
     assert "resnet18" in (reports / "results" / "noise" / "sweep.csv").read_text()
     dvc_finishes(work, env, result.stdout)
     verdict = (reports / "tables" / "03_noise_robustness" / "verdict.md").read_text()
