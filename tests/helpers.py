@@ -3,7 +3,6 @@ and a tiny study (params.yaml shrunk to seconds) that the stage commands run on 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,6 @@ def skip_local_state(folder: str, names: list[str]) -> set[str]:
     if Path(folder) == ROOT / "reports":
         return {n for n in names if n != "earlier"}
     return {n for n in names if n in local or (Path(folder) == ROOT and n == "data")}
-
-
-def copy_repository(work: Path) -> Path:
-    """A copy of the repository's code, notebooks and pipeline in ``work`` (no results, data or
-    git/DVC state: :func:`skip_local_state`)."""
-    shutil.copytree(ROOT, work, ignore=skip_local_state)
-    return work
 
 
 # The quick profile shrunk to seconds: every section stays, only sizes change (tiny networks on
