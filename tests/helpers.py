@@ -23,17 +23,41 @@ def skip_local_state(folder: str, names: list[str]) -> set[str]:
     return {n for n in names if n in local or (Path(folder) == ROOT and n == "data")}
 
 
-# The quick profile shrunk to seconds: every section stays, only sizes change (tiny networks on
-# a few hundred synthetic images, a handful of lambdas, noise conditions and attacked images).
+# The chapters' sections of a profile shrunk to seconds: a handful of lambdas, noise conditions and
+# attacked images (every section stays, only sizes change). The in-process stage tests use them at
+# the quick profile (:data:`TINY`), the whole-pipeline tests at the fast one (:func:`settings`).
+TINY_CHAPTERS: dict[str, dict[str, Any]] = {
+    "csc_layer": {"images": 8, "max_steps": 10},
+    "robustness": {"severities": [1, 5], "lambdas": [0.1, 0.5, 1.0], "test_images": 60},
+    "adversarial": {"lambdas": [0.1, 0.5], "steps": 2, "test_images": 30, "linf_eps": [0.03, 0.5], "l2_eps": [0.5, 20.0]},
+    "visualize": {"images": 2},
+}
+
+# The quick profile shrunk to seconds: tiny networks on a few hundred synthetic images, ResNet-18
+# and SDNet-18 only, the rivals at two strengths.
 TINY: dict[str, dict[str, Any]] = {
     "data": {"datasets": ["synthetic"], "limit": 256},
     "train": {"runs": ["resnet18", "sdnet18"], "width": 8, "epochs": 1, "batch_size": 64, "per_run": {}, "device": "cpu", "progress": False},
-    "csc_layer": {"images": 8, "max_steps": 10},
-    "robustness": {"severities": [1, 5], "lambdas": [0.1, 0.5, 1.0], "test_images": 60, "blur": [0.5, 1.0], "median": [1]},
-    "adversarial": {"lambdas": [0.1, 0.5], "steps": 2, "test_images": 30, "linf_eps": [0.03, 0.5], "l2_eps": [0.5, 20.0],
-                    "blur": [0.5]},
-    "visualize": {"images": 2},
+    **TINY_CHAPTERS,
+    "robustness": {**TINY_CHAPTERS["robustness"], "blur": [0.5, 1.0], "median": [1]},
+    "adversarial": {**TINY_CHAPTERS["adversarial"], "blur": [0.5]},
 }
+
+
+def _flow(value: Any) -> str:
+    """A value as `dvc exp run -S` / `sdnet.pipeline run --set` read it (YAML flow style)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(_flow(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def settings(profile: str, sections: dict[str, dict[str, Any]]) -> list[str]:
+    """``sections`` of ``profile`` as ``profiles.<profile>.<section>.<key>=<value>`` settings."""
+    return [f"profiles.{profile}.{section}.{key}={_flow(value)}" for section, values in sections.items() for key, value in values.items()]
 
 
 def repository_params() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import MINI, ROOT, skip_local_state
+from helpers import MINI, ROOT, TINY_CHAPTERS, settings, skip_local_state
 from sdnet.pipeline import load_stages, stage_code
 from sdnet.provenance import weights_code
 
@@ -29,15 +29,10 @@ DATA = ["profiles.fast.data.datasets=[cifar10,cifar100]", f"profiles.fast.data.r
         "profiles.fast.data.limit=300"] if MINI.is_dir() \
     else ["profiles.fast.data.datasets=[synthetic]", "profiles.fast.data.limit=256"]
 # The fast profile as it is, shrunk to seconds: only sizes change, every section stays.
-TINY = DATA + [
-    "profiles.fast.train.width=8", "profiles.fast.train.epochs=1", "profiles.fast.train.warmup_epochs=0",
-    "profiles.fast.train.batch_size=128", "profiles.fast.train.per_run={}", "profiles.fast.train.device=cpu",
-    "profiles.fast.train.progress=false", "profiles.fast.csc_layer.images=8", "profiles.fast.csc_layer.max_steps=10",
-    "profiles.fast.robustness.severities=[1,5]", "profiles.fast.robustness.lambdas=[0.1,0.5,1.0]", "profiles.fast.robustness.test_images=60",
-    "profiles.fast.adversarial.lambdas=[0.1,0.5]", "profiles.fast.adversarial.steps=2", "profiles.fast.adversarial.test_images=30",
-    "profiles.fast.adversarial.linf_eps=[0.03,0.5]", "profiles.fast.adversarial.l2_eps=[0.5,20.0]", "profiles.fast.visualize.images=2",
-    "profile=fast",
-]
+TINY = DATA + settings("fast", {
+    "train": {"width": 8, "epochs": 1, "warmup_epochs": 0, "batch_size": 128, "per_run": {}, "device": "cpu", "progress": False},
+    **TINY_CHAPTERS,
+}) + ["profile=fast"]
 
 
 def dvc_finishes(work: Path, env: dict[str, str], runner_output: str) -> subprocess.CompletedProcess:
