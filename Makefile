@@ -53,10 +53,12 @@ unit: $(STAMP)
 
 # Two at a time: most of an end-to-end test is a subprocess waiting on Python start-up, DVC or a
 # notebook kernel. One torch thread per subprocess: two 2-thread runs on 2 cores spin against each
-# other (the whole group took longer than one at a time: 23 of 32 tests in 18 minutes).
+# other (the whole group took longer than one at a time: 23 of 32 tests in 18 minutes). The longest
+# tests are collected first (tests/conftest.py) and an idle worker steals what the other has queued
+# (worksteal): a long test is never the last one started.
 e2e: $(STAMP)
 	@echo "end-to-end tests:"
-	@OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m e2e
+	@OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal -m e2e
 
 notebooks: $(STAMP)
 	@echo "notebook checks (nbval):"

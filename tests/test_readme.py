@@ -60,7 +60,9 @@ def test_the_documented_commands_that_change_parameters_run_as_pasted(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
     (clone / ".venv").symlink_to(venv)
+    # OMP_NUM_THREADS passes through: `make e2e` runs two tests at a time, one torch thread each
     env = {"PATH": plain_path(), "HOME": os.environ.get("HOME", str(tmp_path)), "DVC_NO_ANALYTICS": "1",
+           **{k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
            "GIT_AUTHOR_NAME": "reader", "GIT_AUTHOR_EMAIL": "reader@example.org", "GIT_COMMITTER_NAME": "reader", "GIT_COMMITTER_EMAIL": "reader@example.org"}
     block = shell_block(ROOT / "docs" / "pipeline.md", "Changing parameters and comparing runs")
     run = subprocess.run(["bash", "--noprofile", "--norc", "-e", "-c", block], cwd=clone, env=env, capture_output=True, text=True, timeout=1200)
