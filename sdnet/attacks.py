@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -42,6 +43,7 @@ NORMS = ("Linf", "L2")
 ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "autoattack")
 DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}
 WORST = "worst case"  # the attack name of the per-image worst case over the attacks run
+RESTART_SEEDS = 100_003  # restart r of batch i starts from seed + i + r * RESTART_SEEDS: no two draws share a seed
 
 
 def _torchattacks() -> ModuleType:
@@ -181,7 +183,8 @@ def attack_vs_setting(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = False,
-) -> list[dict[str, float | str | None]]:
+    per_image: bool = False,
+) -> list[dict[str, Any]]:
     """Clean, white-box and transfer robust accuracy (%) at every value of a test-time setting.
 
     The setting is a knob the defender turns after training: SDNet's lambda
@@ -192,16 +195,16 @@ def attack_vs_setting(
     over all of them), ``value``, ``clean``, ``white_box`` (gradients taken at ``value``: the
     attacker knows the setting) and ``transfer`` (examples crafted at ``craft_at``, what the
     model was when the attacker looked, evaluated at ``value``; equal to ``white_box`` there).
-    The transfer examples are crafted once per batch and attack, for every value.
+    The transfer examples are crafted once per batch and attack, for every value. With
+    ``per_image``, each row also holds which images were right (bool arrays in the batches'
+    order): ``correct_clean``, ``correct_white_box``, ``correct_transfer``.
     """
     if len({(a.norm, a.eps) for a in attacks}) != 1:
         raise ValueError("attack_vs_setting: the attacks must share one norm and eps")
     device = torch.device(device) if device is not None else model_device(model)
     names = [a.kind for a in attacks] + ([WORST] if len(attacks) > 1 else [])
-    # Counts of correct images, on the device: [value, attack (+ worst), (white_box, transfer)].
-    robust = torch.zeros(len(values), len(names), 2, dtype=torch.int64, device=device)
-    clean = torch.zeros(len(values), dtype=torch.int64, device=device)
-    n = 0
+    # Per batch, on the device: robust [value, attack (+ worst), (white_box, transfer), image], clean [value, image].
+    robust, clean = [], []
     built = [spec.build(model, num_classes, seed) for spec in attacks]
     if progress:
         from tqdm.auto import tqdm
@@ -212,26 +215,97 @@ def attack_vs_setting(
             x, y = x.to(device), y.to(device)
             # the same random start for every value
             transfer = [_crafted(model, x, y, a, setting(craft_at), seed + i) for a in built]
+            hits = torch.zeros(len(values), len(names), 2, len(y), dtype=torch.bool, device=device)
+            right = torch.zeros(len(values), len(y), dtype=torch.bool, device=device)
             for g, value in enumerate(values):
                 same = value is None or (craft_at is not None and math.isclose(value, craft_at))
                 white = transfer if same else [_crafted(model, x, y, a, setting(value), seed + i) for a in built]
-                clean[g] += _correct(model, x, y, setting(value)).sum()
-                survived = torch.ones(2, len(y), dtype=torch.bool, device=device)  # white-box, transfer
+                right[g] = _correct(model, x, y, setting(value))
                 for k in range(len(built)):
-                    hits = torch.stack([_correct(model, white[k], y, setting(value)), _correct(model, transfer[k], y, setting(value))])
-                    robust[g, k] += hits.sum(1)
-                    survived &= hits
+                    hits[g, k] = torch.stack([_correct(model, white[k], y, setting(value)), _correct(model, transfer[k], y, setting(value))])
                 if len(attacks) > 1:
-                    robust[g, -1] += survived.sum(1)
-            n += len(y)
-    if n == 0:
+                    hits[g, -1] = hits[g, : len(built)].all(0)
+            robust.append(hits)
+            clean.append(right)
+    if not robust:
         raise ValueError("no batches to attack")
-    clean_pct, robust_pct = (100.0 * clean.double() / n).tolist(), (100.0 * robust.double() / n).tolist()  # one host read each
-    return [
-        {"attack": name, "value": value, "clean": clean_pct[g], "white_box": robust_pct[g][k][0], "transfer": robust_pct[g][k][1]}
-        for g, value in enumerate(values)
-        for k, name in enumerate(names)
-    ]
+    robust, clean = torch.cat(robust, -1).cpu().numpy(), torch.cat(clean, -1).cpu().numpy()  # one host read each
+    rows = []
+    for g, value in enumerate(values):
+        for k, name in enumerate(names):
+            row = {"attack": name, "value": value, "clean": 100.0 * clean[g].mean(),
+                   "white_box": 100.0 * robust[g, k, 0].mean(), "transfer": 100.0 * robust[g, k, 1].mean()}
+            if per_image:
+                row.update(correct_clean=clean[g], correct_white_box=robust[g, k, 0], correct_transfer=robust[g, k, 1])
+            rows.append(row)
+    return rows
+
+
+def survivors(
+    model: nn.Module,
+    batches: Batches,
+    attack: AttackSpec,
+    *,
+    setting: contextlib.AbstractContextManager | Callable[[], contextlib.AbstractContextManager],
+    num_classes: int,
+    restarts: int = 1,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Which images (bool, in the batches' order) stay correctly classified under ``attack``
+    crafted white-box inside ``setting`` (a context manager factory), run ``restarts`` times from
+    independent random starts: an image survives only if every run fails on it. A restart loop
+    around an attack that has none (PGD), so that "more restarts" is a real check."""
+    device = torch.device(device) if device is not None else model_device(model)
+    built = attack.build(model, num_classes, seed)
+    enter = setting if callable(setting) else (lambda: setting)
+    out = []
+    with evaluating(model):
+        for i, (x, y) in enumerate(batches):
+            x, y = x.to(device), y.to(device)
+            alive = _correct(model, x, y, enter())
+            for r in range(restarts):
+                x_adv = _crafted(model, x, y, built, enter(), seed + i + RESTART_SEEDS * r)
+                alive &= _correct(model, x_adv, y, enter())
+            out.append(alive)
+    return torch.cat(out).cpu().numpy()
+
+
+def transferred(
+    source: nn.Module,
+    model: nn.Module,
+    batches: Batches,
+    values: Sequence[float],
+    attacks: Sequence[AttackSpec],
+    *,
+    setting: Setting,
+    num_classes: int,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """Robust accuracy (%) of ``model`` at every value of its setting on examples crafted on
+    another network, ``source`` (a black-box transfer attack: e.g. crafted on ResNet-18, evaluated
+    on SDNet-18 at each lambda), with the per-image worst case over ``attacks``. Rows: ``attack``,
+    ``value``, ``robust``, ``correct`` (bool per image). The random starts are those of
+    :func:`attack_vs_setting` on ``source``, so the examples are the ones its rows used."""
+    device = torch.device(device) if device is not None else model_device(model)
+    names = [a.kind for a in attacks] + ([WORST] if len(attacks) > 1 else [])
+    built = [spec.build(source, num_classes, seed) for spec in attacks]
+    per_batch = []
+    with evaluating(model):
+        for i, (x, y) in enumerate(batches):
+            x, y = x.to(device), y.to(device)
+            crafted = [_crafted(source, x, y, a, contextlib.nullcontext(), seed + i) for a in built]
+            hits = torch.zeros(len(values), len(names), len(y), dtype=torch.bool, device=device)
+            for g, value in enumerate(values):
+                for k, x_adv in enumerate(crafted):
+                    hits[g, k] = _correct(model, x_adv, y, setting(value))
+                if len(attacks) > 1:
+                    hits[g, -1] = hits[g, : len(built)].all(0)
+            per_batch.append(hits)
+    hits = torch.cat(per_batch, -1).cpu().numpy()
+    return [{"attack": name, "value": value, "robust": 100.0 * hits[g, k].mean(), "correct": hits[g, k]}
+            for g, value in enumerate(values) for k, name in enumerate(names)]
 
 
 def attack_vs_lambda(

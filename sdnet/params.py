@@ -177,7 +177,7 @@ class NoiseParams(Section):
 
 @dataclass(frozen=True)
 class AttackParams(Section):
-    """Chapter 4: attacks against the test-time lambda."""
+    """Chapter 4: attacks against the test-time lambda and the rival's blur, over every seed."""
 
     lambdas: list[float]
     linf_eps: list[float]
@@ -188,28 +188,37 @@ class AttackParams(Section):
     attacks: list[str] = field(default_factory=lambda: ["pgd"])
     restarts: int = 1
     seed: int = 0
-    # AutoAttack (standard) at L-inf 8/255: ResNet-18, and SDNet-18 at the training lambda and at
-    # the lambda the worst case of `attacks` leaves most robust there (slow: off by default)
-    autoattack: bool = False
     # The rival: ResNet-18 behind a test-time Gaussian blur of these sigmas (pixels; 5 taps),
     # attacked like SDNet-18's lambda (crafted on the bare ResNet-18, and through the blur)
     blur: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
+    # The checks a gradient-masking defence would fail, on the first seed's networks and the first
+    # `check_images` images (half from each half of the subset): at radii where white-box accuracy
+    # is well above zero, PGD with `check_steps` steps and `check_restarts` random restarts against
+    # the profile's PGD; white-box PGD over `sweep_linf_eps` (accuracy must fall to zero)
+    check_linf_eps: list[float] = field(default_factory=lambda: [1 / 255])
+    check_l2_eps: list[float] = field(default_factory=lambda: [0.25])
+    check_steps: int = 30
+    check_restarts: int = 2
+    check_images: int = 500
+    sweep_linf_eps: list[float] = field(default_factory=lambda: [1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255])
+    # AutoAttack (standard) at the smallest L-inf radius of `linf_eps`, on the check images of the
+    # subset's second half: ResNet-18, and each defence at its training setting and at the setting
+    # the worst case of `attacks` leaves most robust on the first half (slow: off by default)
+    autoattack: bool = False
 
     def check(self, where: str = "") -> None:
         self.need(bool(self.lambdas) and all(v >= 0 for v in self.lambdas), "lambdas", "a non-empty list of numbers >= 0", where)
-        for key in ("linf_eps", "l2_eps"):
+        for key in ("linf_eps", "l2_eps", "check_linf_eps", "check_l2_eps", "sweep_linf_eps"):
             self.need(all(0 <= e for e in getattr(self, key)), key, "a list of radii >= 0 (pixel values in [0, 1])", where)
         self.need(bool(self.linf_eps or self.l2_eps), "linf_eps", "at least one radius in linf_eps or l2_eps", where)
-        self.need(self.steps >= 1, "steps", "an integer >= 1", where)
+        for key in ("steps", "check_steps", "check_restarts", "check_images", "test_images", "restarts"):
+            self.need(getattr(self, key) >= 1, key, "an integer >= 1", where)
         self.need(0 < self.step_size_fraction <= 1, "step_size_fraction", "a number in (0, 1]", where)
-        self.need(self.test_images >= 1, "test_images", "an integer >= 1", where)
         self.need(bool(self.attacks) and set(self.attacks) <= set(ATTACKS) and len(set(self.attacks)) == len(self.attacks),
                   "attacks", f"a non-empty list of distinct {list(ATTACKS)}", where)
-        self.need(self.restarts >= 1, "restarts", "an integer >= 1", where)
         self.need(self.seed >= 0, "seed", "an integer >= 0", where)
         self.need(all(0 < s <= 3 for s in self.blur), "blur", "a list of sigmas in (0, 3] (pixels)", where)
-        self.need(not self.autoattack or any(abs(e - 8 / 255) < 1e-6 for e in self.linf_eps), "autoattack",
-                  "true only with the paper's 8/255 (0.0313725490) in linf_eps (the lambda it attacks is chosen there)", where)
+        self.need(not self.autoattack or bool(self.linf_eps), "autoattack", "true only with an L-inf radius in linf_eps (it runs at the smallest)", where)
 
 
 @dataclass(frozen=True)

@@ -108,16 +108,27 @@ def _stage_name(name: str) -> str:
     return name.split(":", 1)[1] if ".yaml:" in name else name
 
 
-def edited_outputs(status: dict[str, list], profile: str) -> dict[str, list[str]]:
+def recorded_outputs(root: Path, profile: str) -> dict[str, set[str]]:
+    """``{stage: {outputs}}`` the study's lock file recorded (its stages as :func:`_stage_name` gives them)."""
+    path = lock_path(root, profile)
+    stages = (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.is_file() else {}
+    return {_stage_name(name): {out["path"] for out in stage.get("outs", [])} for name, stage in stages.items()}
+
+
+def edited_outputs(status: dict[str, list], profile: str, root: Path | None = None) -> dict[str, list[str]]:
     """From :func:`dvc_status`: ``{stage: [outputs]}`` for every output that differs from what the
     lock file recorded (changed or missing): results edited, or committed with another lock file.
-    The trained networks (``reports/<profile>/models/``) are left out: the scratch copy lacks them."""
+    The trained networks (``reports/<profile>/models/``) are left out: the scratch copy lacks them.
+    With ``root``, so is an output the lock file never recorded (one that today's pipeline adds to
+    a stage: its rerun, pending and declared stale, makes it)."""
+    recorded = recorded_outputs(root, profile) if root is not None else None
     edited = {}
     for stage, entries in sorted(status.items()):
         for entry in entries:
             if not isinstance(entry, dict):
                 continue
-            paths = [path for path in entry.get("changed outs", {}) if not path.startswith(f"reports/{profile}/models/")]
+            paths = [path for path in entry.get("changed outs", {}) if not path.startswith(f"reports/{profile}/models/")
+                     and (recorded is None or stage not in recorded or path in recorded[stage])]
             if paths:
                 edited.setdefault(stage, []).extend(sorted(paths))
     return edited
@@ -238,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     for stage, files in stages.items():
         print(f"{stage}: {', '.join(files)}")
     print(f"{len(stages)} stale stage(s) in reports/{args.profile}" + (" (declared in RESULTS.md and README.md)" if args.write and stages else ""))
-    edited = edited_outputs(status, args.profile)
+    edited = edited_outputs(status, args.profile, root)
     for stage, paths in edited.items():
         print(f"{stage}: outputs differ from {lock_path(root, args.profile).relative_to(root)}: {', '.join(paths)}")
     if edited:

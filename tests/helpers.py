@@ -29,7 +29,8 @@ def skip_local_state(folder: str, names: list[str]) -> set[str]:
 TINY_CHAPTERS: dict[str, dict[str, Any]] = {
     "csc_layer": {"images": 8, "max_steps": 10},
     "robustness": {"severities": [1, 5], "lambdas": [0.1, 0.5, 1.0], "test_images": 60},
-    "adversarial": {"lambdas": [0.1, 0.5], "steps": 2, "test_images": 30, "linf_eps": [0.03, 0.5], "l2_eps": [0.5, 20.0]},
+    "adversarial": {"lambdas": [0.1, 0.5], "steps": 2, "test_images": 30, "linf_eps": [0.03, 0.5], "l2_eps": [0.5, 20.0],
+                    "check_linf_eps": [0.03], "check_l2_eps": [0.5], "check_steps": 4, "check_images": 8, "sweep_linf_eps": [0.03, 0.5]},
     "visualize": {"images": 2},
 }
 

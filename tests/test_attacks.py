@@ -155,3 +155,50 @@ def test_bad_settings_fail_early(sdnet):
         pgd(sdnet, steps=0)
     attack = pgd(sdnet, norm="L2")
     assert attack.eps == 0.5 and attack.alpha == 0.125 and attack.steps == 10 and attack.random_start
+
+
+def test_per_image_hits_are_the_rows_accuracies(sdnet, batches):
+    from sdnet.attacks import attack_vs_setting
+
+    spec = [AttackSpec("pgd", "Linf", 0.05, 3), AttackSpec("apgd-ce", "Linf", 0.05, 3)]
+    rows = attack_vs_setting(sdnet, batches, [0.1, 0.5], spec, setting=lambda lam: at_lambda(sdnet, lam), craft_at=0.1, num_classes=2, per_image=True)
+    images = sum(len(y) for _, y in batches)
+    for row in rows:
+        for score in ("clean", "white_box", "transfer"):
+            hits = row[f"correct_{score}"]
+            assert hits.dtype == bool and len(hits) == images and 100 * hits.mean() == pytest.approx(row[score])
+    worst = [r for r in rows if r["attack"] == "worst case"]
+    each = [r for r in rows if r["attack"] != "worst case"]
+    for w in worst:  # an image survives the worst case only if it survives every attack
+        same = [r for r in each if r["value"] == w["value"]]
+        assert (w["correct_white_box"] == (same[0]["correct_white_box"] & same[1]["correct_white_box"])).all()
+
+
+def test_restarts_keep_only_the_images_every_run_fails_on(sdnet, batches):
+    from sdnet.attacks import RESTART_SEEDS, survivors
+
+    spec = AttackSpec("pgd", "Linf", 0.05, 3)
+    setting = lambda: at_lambda(sdnet, 0.5)  # noqa: E731
+    twice = survivors(sdnet, batches, spec, setting=setting, num_classes=2, restarts=2, seed=3)
+    by_hand = []
+    with evaluating(sdnet):
+        for i, (x, y) in enumerate(batches):
+            alive = torch.ones(len(y), dtype=torch.bool)
+            for r in range(2):  # restart r starts from its own seed
+                x_adv = adversarial_examples(sdnet, x, y, spec.build(sdnet, 2), lam=0.5, seed=3 + i + RESTART_SEEDS * r)
+                with torch.no_grad(), at_lambda(sdnet, 0.5):
+                    alive &= sdnet(x_adv).argmax(1) == y
+            by_hand.append(alive)
+    assert (twice == torch.cat(by_hand).numpy()).all()
+    once = survivors(sdnet, batches, spec, setting=setting, num_classes=2, restarts=1, seed=3)
+    assert (twice <= once).all()  # a restart can only break more images
+
+
+def test_transferred_examples_are_the_ones_crafted_on_the_source(sdnet, batches):
+    """Crafted on the network itself at its training lambda, evaluated at each lambda: attack_vs_lambda's transfer rows."""
+    from sdnet.attacks import transferred
+
+    spec = [AttackSpec("pgd", "Linf", 0.05, 3)]
+    rows = transferred(sdnet, sdnet, batches, [0.1, 0.5], spec, setting=lambda lam: at_lambda(sdnet, lam), num_classes=2)
+    reference = attack_vs_lambda(sdnet, batches, [0.1, 0.5], spec, train_lam=0.1, num_classes=2)
+    assert [r["robust"] for r in rows] == pytest.approx([r["transfer"] for r in reference])

@@ -123,16 +123,17 @@ def test_autoattack_runs_and_is_at_least_as_strong_as_pgd():
         assert a["white_box"] <= p["white_box"] + 100 / 12  # at most one image of sampling difference
 
 
-def test_the_autoattack_lambda_is_the_most_robust_under_the_worst_case():
+def test_the_autoattack_setting_is_the_most_robust_under_the_worst_case_on_the_first_half():
     import pandas as pd
 
-    from sdnet.stages.attack import SDNET, most_robust_lambda
+    from sdnet.stages.attack import BLUR, LAMBDA, most_robust
 
-    rows = [("resnet18", "Linf", 8 / 255, WORST, float("nan"), 50.0), (SDNET, "Linf", 8 / 255, "pgd", 0.4, 60.0),
-            (SDNET, "Linf", 8 / 255, WORST, 0.1, 1.0), (SDNET, "Linf", 8 / 255, WORST, 0.4, 3.0), (SDNET, "Linf", 8 / 255, WORST, 0.8, 3.0),
-            (SDNET, "L2", 0.5, WORST, 1.4, 9.0), (SDNET, "Linf", 2 / 255, WORST, 1.4, 9.0)]
-    table = pd.DataFrame(rows, columns=["model", "norm", "eps", "attack", "lam", "white_box"])
-    assert most_robust_lambda(table, "Linf", 8 / 255) == 0.4  # the worst case (not PGD alone), the smallest of a tie, this radius only
+    rows = [(BLUR, 0, "Linf", 8 / 255, WORST, 0.0, 50.0), (LAMBDA, 0, "Linf", 8 / 255, "pgd", 0.4, 60.0),
+            (LAMBDA, 0, "Linf", 8 / 255, WORST, 0.1, 1.0), (LAMBDA, 0, "Linf", 8 / 255, WORST, 0.4, 3.0), (LAMBDA, 0, "Linf", 8 / 255, WORST, 0.8, 3.0),
+            (LAMBDA, 1, "Linf", 8 / 255, WORST, 1.4, 9.0), (LAMBDA, 0, "L2", 0.5, WORST, 1.4, 9.0), (LAMBDA, 0, "Linf", 2 / 255, WORST, 1.4, 9.0)]
+    table = pd.DataFrame(rows, columns=["defence", "half", "norm", "eps", "attack", "value", "white_box"]).assign(seed=0)
+    # the worst case (not PGD alone), the smallest of a tie, this radius and half only
+    assert most_robust(table, LAMBDA, 0, "Linf", 8 / 255, half=0) == 0.4
 
 
 def test_a_trained_network_is_scored_on_its_test_split_in_float32(tmp_path):

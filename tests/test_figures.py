@@ -57,11 +57,9 @@ def test_figures_render(tmp_path):
     table = sweep_table()
     best = best_lambda_table(table, train_lam=0.1)
     points = best[best.model == "sdnet"]
-    attacks = pd.DataFrame([
-        dict(model=m, norm=n, eps=e, attack=a, lam=lam, clean=90.0, white_box=10 + 20 * lam * (m == "sdnet") - k, transfer=15 + 30 * lam * (m == "sdnet") - k)
-        for m in ("sdnet", "resnet") for n, e in (("Linf", 8 / 255), ("L2", 0.5)) for k, a in enumerate(("pgd", "apgd-dlr", "worst case"))
-        for lam in ((0.1, 0.5, 1.0) if m == "sdnet" else (float("nan"),))
-    ])
+    curves = pd.DataFrame([dict(defence=d, knob=k, value=v, clean=90 - 30 * v, clean_sd=0.5, robust=10 + 20 * v, robust_sd=1.0)
+                           for d, k in (("SDNet-18", "λ"), ("ResNet-18 + blur", "σ")) for v in (0.1, 0.2, 0.8, 0.9)])
+    sweep = pd.DataFrame([dict(setting=f"λ {lam}", eps=e / 255, robust=50 / e) for lam in (0.1, 1.0) for e in (1, 2, 4, 8)])
     images = torch.rand(3, 3, 8, 8)
     stem = pd.DataFrame([dict(noise=n, severity=3, lam=lam, steps=k, to_clean=0.3 + lam / k, gain_over_input=-0.1, code_shift=0.2 * lam)
                          for n in ("gaussian", "shot") for lam in (0.1, 0.5, 1.0) for k in (2, 5, 20)])
@@ -74,7 +72,8 @@ def test_figures_render(tmp_path):
         "best_lambda_from_sweep": figures.plot_best_lambda_vs_severity(table[table.model == "sdnet"]),
         "fit": figures.plot_lambda_vs_error_fit(points.recon_error_train_lam, points.best_lam, LambdaFit(2.0, 0.1, 0.9), list(points.noise), list(points.severity)),
         "mechanism": figures.plot_stem_mechanism(stem, 0.1),
-        "attacks": figures.plot_attacks_vs_lambda(attacks[attacks.model == "sdnet"], baseline=attacks[attacks.model == "resnet"]),
+        "robust_vs_clean": figures.plot_robust_vs_clean({("transfer", "Linf 8/255"): curves, ("white-box", "Linf 8/255"): curves}, levels=(80, 70)),
+        "radius_sweep": figures.plot_radius_sweep(sweep),
         "sparsity": figures.plot_sparsity({"conv1": 0.6, "layer1.0.conv1": 0.8}),
         "reconstructions": figures.plot_layer_reconstructions(images, [images, images], ["L0", "L1"]),
         "reconstructions_rescaled": figures.plot_layer_reconstructions(images, [0.01 * images], rescale=True),
@@ -88,6 +87,8 @@ def test_figures_render(tmp_path):
         fig.savefig(tmp_path / f"{name}.png")
     assert len(rendered["accuracy_vs_lambda"].axes) == 2  # gaussian and shot; clean is drawn in both
     assert len(list(tmp_path.glob("*.png"))) == len(rendered)
+    # a line joins neighbours at most 5 points of clean accuracy apart: 0.2 -> 0.8 (18 points) is not drawn
+    assert [len(run) for run in figures._joined_runs(curves[curves.defence == "SDNet-18"], 5.0)] == [2, 2]
     with pytest.raises(ValueError, match="several models"):
         figures.plot_accuracy_vs_lambda(table)
 

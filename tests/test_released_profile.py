@@ -157,6 +157,7 @@ TINY = [
     "profiles.released.robustness.severities=[1,5]", "profiles.released.robustness.lambdas=[0.1,0.5,1.0]",
     "profiles.released.robustness.test_images=40", "profiles.released.adversarial.lambdas=[0.1,0.5]",
     "profiles.released.adversarial.steps=2", "profiles.released.adversarial.test_images=20", "profiles.released.visualize.images=2",
+    "profiles.released.adversarial.check_images=8", "profiles.released.adversarial.check_steps=4", "profiles.released.adversarial.sweep_linf_eps=[0.03,0.5]",
     "profile=released",
 ]
 

@@ -35,7 +35,7 @@ def test_the_committed_cpu_results_are_those_of_the_committed_code_or_declared_s
     block = stale.read_notice(results, PROFILE)
     status = stale.dvc_status(ROOT, PROFILE, results_md=stale.strip_notice(results, PROFILE))
     # The outputs, notice aside, are those the run recorded: nothing was edited by hand.
-    edited = stale.edited_outputs(status, PROFILE)
+    edited = stale.edited_outputs(status, PROFILE, ROOT)
     assert not edited, f"reports/{PROFILE} outputs differ from what its dvc.lock recorded: {edited}"
     changed = stale.stale_stages(status)
     if block is None:
@@ -58,7 +58,7 @@ def test_every_committed_profiles_outputs_are_those_its_lock_file_recorded():
     profiles = stale.committed_profiles(ROOT)
     assert {"quick", "cpu"} <= set(profiles)
     for profile in set(profiles) - {PROFILE}:  # cpu: the test above
-        edited = stale.edited_outputs(stale.dvc_status(ROOT, profile), profile)
+        edited = stale.edited_outputs(stale.dvc_status(ROOT, profile), profile, ROOT)
         assert not edited, f"reports/{profile} outputs differ from what {stale.lock_path(ROOT, profile).relative_to(ROOT)} recorded: {edited}"
 
 
@@ -69,6 +69,18 @@ def test_edited_outputs_are_found_and_the_networks_the_copy_lacks_are_not():
     status = {stale._stage_name(k): v for k, v in status.items()}
     assert stale.edited_outputs(status, "cpu") == {"tabulate_noise": ["reports/cpu/tables/03_noise_robustness"]}
     assert stale.stale_stages(status) == {"tabulate_noise": ["sdnet/chapters/figures.py"]}
+
+
+def test_an_output_a_stage_gains_before_its_rerun_is_not_an_edit(tmp_path):
+    """A stage declared stale whose new pipeline adds an output: the lock file never recorded it,
+    so its absence is the pending rerun's, not an edit; an output the lock did record still is one."""
+    (tmp_path / "reports" / "cpu").mkdir(parents=True)
+    (tmp_path / "reports" / "cpu" / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "reports" / "cpu" / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"attack": {"outs": [{"path": "reports/cpu/results/attacks"}]}}}))
+    status = {"attack": [{"changed outs": {"reports/cpu/results/attack-parts": "deleted"}}]}
+    assert stale.edited_outputs(status, "cpu", tmp_path) == {}
+    status["attack"][0]["changed outs"]["reports/cpu/results/attacks"] = "modified"
+    assert stale.edited_outputs(status, "cpu", tmp_path) == {"attack": ["reports/cpu/results/attacks"]}
 
 
 def _scratch_repository(tmp_path: Path) -> Path:

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from helpers import write_tiny_repository
 from sdnet import hits
@@ -111,19 +112,64 @@ def test_sweep_noise_writes_its_tables_with_per_image_hits_aligned_to_the_rows(t
     assert about["sdnet"] == "sdnet18" and about["baseline"] == "resnet18" and "given" not in about
 
 
-def test_attack_writes_every_radius_per_half_and_the_stronger_check(tiny):
+def test_attack_writes_both_defences_per_seed_radius_and_half_with_every_rows_images(tiny):
     study = load_study(root=tiny)
     attack_stage.attack(study, progress=False)
     folder = tiny / "reports" / "quick" / "results" / "attacks"
-    assert {p.name for p in folder.iterdir()} == {"attacks.csv", "stronger.csv", "filters.csv", "about.json"}
+    assert {p.name for p in folder.iterdir()} == {"attacks.csv", "checks.csv", "hits.npz", "about.json"}
     table = pd.read_csv(folder / "attacks.csv")
     radii = {("Linf", 0.03), ("Linf", 0.5), ("L2", 0.5), ("L2", 20.0)}
-    assert set(zip(table["norm"], table["eps"])) == radii and set(table["half"]) == {0, 1}
-    sd = table[table["model"] == "sdnet18"]
-    assert sorted(set(sd["lam"])) == [0.1, 0.5] and (sd["white_box"] <= sd["clean"]).all()
-    assert table[table["model"] == "resnet18"]["lam"].isna().all()
-    stronger = pd.read_csv(folder / "stronger.csv")
-    assert sorted(set(stronger["steps"])) == [2, 4]  # the same attack with twice the steps
+    assert set(zip(table["norm"], table["eps"])) == radii and set(table["half"]) == {0, 1} and set(table["seed"]) == {0}
+    values = table.groupby("defence")["value"].unique().map(sorted).to_dict()
+    assert values == {"SDNet-18": [0.1, 0.5], "ResNet-18 + blur": [0.0, 0.5]}  # sigma 0: the bare ResNet-18
+    blur = table[table["defence"] == "ResNet-18 + blur"]
+    assert (blur["cross"] == blur["transfer"]).all()  # the blur's transfer examples are crafted on the bare ResNet-18
+    stored = hits.load(folder / "hits.npz")
+    for score in ("clean", "white_box", "transfer", "cross"):  # every row's accuracy is its own images' hits
+        assert len(stored[f"attacks.{score}"]) == len(table)
+        for row, got in zip(table.itertuples(), stored[f"attacks.{score}"]):
+            assert len(got) == row.images and 100 * got.mean() == pytest.approx(getattr(row, score))
+    checks = pd.read_csv(folder / "checks.csv")
+    stronger = checks[checks["check"] == "stronger"]
+    assert set(zip(stronger["norm"], stronger["eps"])) == {("Linf", 0.03), ("L2", 0.5)}
+    assert set(zip(stronger["steps"], stronger["restarts"])) == {(2, 1), (4, 2)}  # the profile's PGD, and more steps with restarts
+    assert sorted(set(checks[checks["check"] == "radius"]["eps"])) == [0.03, 0.5] and set(checks["images"]) == {4}
+
+
+def test_attack_resumes_from_its_finished_parts_and_redoes_only_what_changed(tiny, monkeypatch):
+    """A second run finds every part done (nothing is attacked); a new lambda redoes SDNet-18's
+    parts and leaves the blur's."""
+    import sdnet.attacks
+
+    study = load_study(root=tiny)
+    attack_stage.attack(study, progress=False)
+    folder = tiny / "reports" / "quick" / "results" / "attacks"
+    before = (folder / "attacks.csv").read_text()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished part was attacked again")
+
+    with monkeypatch.context() as m:
+        for name in ("attack_vs_setting", "survivors", "transferred"):
+            m.setattr(sdnet.attacks, name, refuse)
+        attack_stage.attack(study, progress=False)
+    assert (folder / "attacks.csv").read_text() == before
+
+    params = (tiny / "params.yaml").read_text()
+    changed = yaml.safe_load(params)
+    changed["profiles"]["quick"]["adversarial"]["lambdas"] = [0.1, 0.7]
+    (tiny / "params.yaml").write_text(yaml.safe_dump(changed))
+    try:
+        attacked = []
+        real = sdnet.attacks.attack_vs_setting
+        monkeypatch.setattr(sdnet.attacks, "attack_vs_setting", lambda model, *a, **k: attacked.append(type(model).__name__) or real(model, *a, **k))
+        attack_stage.attack(load_study(root=tiny), progress=False)
+        assert attacked and "Filtered" not in attacked  # SDNet-18's parts again, not the blur's
+        table = pd.read_csv(folder / "attacks.csv")
+        assert sorted(table[table["defence"] == "SDNet-18"]["value"].unique()) == [0.1, 0.7]
+    finally:
+        (tiny / "params.yaml").write_text(params)
+        attack_stage.attack(load_study(root=tiny), progress=False)  # the module's other tests see the original results
 
 
 def test_summarize_refuses_a_chapter_that_did_not_run(tiny):

@@ -282,40 +282,63 @@ def plot_lambda_vs_error_fit(
     return fig
 
 
-def plot_attacks_vs_lambda(table: pd.DataFrame, baseline: pd.DataFrame | None = None, worst: str = "worst case", ncols: int = 3) -> Figure:
-    """Robust accuracy against the test-time lambda: one panel per radius (``norm``, ``eps``),
-    one colour per attack (the per-image worst case in black, thicker), white-box solid, transfer
-    dashed (where it differs), clean accuracy dotted grey. ``table``: one model's rows of
-    :func:`sdnet.attacks.attack_vs_lambda` with ``norm`` and ``eps`` columns added; ``baseline``:
-    a model without lambda attacked the same way, drawn as a horizontal line per panel (its
-    worst case, or its only attack). ``worst`` names the worst-case rows (``sdnet.attacks.WORST``)."""
-    panels = list(table[["norm", "eps"]].drop_duplicates().itertuples(index=False, name=None))
-    ncols = min(ncols, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.5 * ncols, 3.0 * nrows), squeeze=False, sharey=True)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    attacks = list(dict.fromkeys(table["attack"]))
-    for ax, (norm, eps) in zip(axes.flat, panels):
-        panel = table[(table["norm"] == norm) & (table["eps"] == eps)]
-        for i, attack in enumerate(attacks):
-            part = panel[panel["attack"] == attack].sort_values("lam")
-            style = dict(color="black", lw=2.2) if attack == worst else dict(color=f"C{i}", lw=1.2)
-            ax.plot(part["lam"], part["white_box"], "o-", ms=3, label=f"{attack} white-box", **style)
-            if not np.allclose(part["transfer"], part["white_box"]):
-                ax.plot(part["lam"], part["transfer"], "s--", ms=3, label=f"{attack} transfer", **style)
-        clean = panel.drop_duplicates("lam").sort_values("lam")
-        ax.plot(clean["lam"], clean["clean"], ":", color="gray", label="clean")
-        if baseline is not None:
-            ref = baseline[(baseline["norm"] == norm) & (baseline["eps"] == eps)]
-            if not ref.empty:
-                row = ref[ref["attack"] == worst] if (ref["attack"] == worst).any() else ref
-                ax.axhline(row["white_box"].iloc[0], color="red", ls="-.", lw=1, label="baseline (no lambda)")
-        title = f"{norm} eps {eps * 255:.0f}/255" if norm == "Linf" else f"{norm} eps {eps:g}"
-        ax.set(title=title, xlabel="test-time lambda")
-    for row in axes:
-        row[0].set_ylabel("robust accuracy (%)")
-    axes.flat[ncols - 1].legend(fontsize=6)
+def _joined_runs(part: pd.DataFrame, within: float) -> list[pd.DataFrame]:
+    """``part`` (sorted by knob value) cut wherever two neighbours' clean accuracies are more than
+    ``within`` points apart: a line is drawn only between measured neighbours that close."""
+    cuts = np.flatnonzero(np.abs(np.diff(part["clean"].to_numpy())) > within) + 1
+    return [part.iloc[a:b] for a, b in zip([0, *cuts], [*cuts, len(part)])]
+
+
+def plot_robust_vs_clean(panels: dict[tuple[str, str], pd.DataFrame], *, levels: Sequence[float] = (), within: float = 5.0) -> Figure:
+    """Robust against clean accuracy for each defence: one panel per ``(row, column)`` key (e.g.
+    threat and radius), each a table with columns ``defence``, ``knob``, ``value``, ``clean``,
+    ``clean_sd``, ``robust``, ``robust_sd`` (means and spreads over seeds). Every measured knob
+    value is a marker with its seed spread; a line joins two neighbouring values only when their
+    clean accuracies are at most ``within`` points apart (no interpolation across a wider gap,
+    none beyond the ends). ``levels``: clean accuracies marked by dotted vertical lines. The
+    legend sits below the panels, off the data."""
+    rows = list(dict.fromkeys(r for r, _ in panels))
+    cols = list(dict.fromkeys(c for _, c in panels))
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.3 * len(cols), 2.9 * len(rows) + 0.5), squeeze=False, sharex=True)
+    defences = list(dict.fromkeys(d for table in panels.values() for d in table["defence"]))
+    handles = {}
+    for (r, c), table in panels.items():
+        ax = axes[rows.index(r), cols.index(c)]
+        for level in levels:
+            ax.axvline(level, color="0.8", ls=":", lw=0.8, zorder=0)
+        for i, defence in enumerate(defences):
+            part = table[table["defence"] == defence].sort_values("value")
+            if part.empty:
+                continue
+            marker = "o" if i == 0 else "s"
+            handles[defence] = ax.errorbar(part["clean"], part["robust"], xerr=part["clean_sd"], yerr=part["robust_sd"], fmt=marker, ms=3.5,
+                                           color=f"C{i}", elinewidth=0.7, capsize=0, label=f"{defence} ({part['knob'].iloc[0]})")
+            for run in _joined_runs(part, within):
+                ax.plot(run["clean"], run["robust"], "-", color=f"C{i}", lw=1.2)
+        ax.set_title(f"{r}, {c}", fontsize=8.5)
+        ax.tick_params(labelsize=7)
+        if cols.index(c) == 0:
+            ax.set_ylabel("robust top-1 (%)", fontsize=8)
+        if rows.index(r) == len(rows) - 1:
+            ax.set_xlabel("clean top-1 (%)", fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(list(handles.values()), [h.get_label() for h in handles.values()], loc="lower center", ncol=len(handles), fontsize=7.5, frameon=False)
+    return fig
+
+
+def plot_radius_sweep(table: pd.DataFrame) -> Figure:
+    """White-box accuracy against the L-inf radius (x axis in units of 1/255), one line per
+    setting (columns ``setting``, ``eps`` in pixel values, ``robust``): a bounded attack with
+    useful gradients brings every setting to zero as the radius grows."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for i, (setting, part) in enumerate(table.groupby("setting", sort=False)):
+        part = part.sort_values("eps")
+        ax.plot(part["eps"] * 255, part["robust"], "o-", ms=3, lw=1.1, color=f"C{i}", label=setting)
+    ax.set_xscale("log", base=2)
+    ticks = sorted(table["eps"].unique() * 255)
+    ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
+    ax.set(xlabel="L-inf radius (x 1/255)", ylabel="white-box top-1 (%)")
+    ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     return fig
 

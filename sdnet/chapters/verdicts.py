@@ -67,6 +67,17 @@ def beyond_noise(b: float, a: float, n: int) -> bool:
     return b - a > max(2 * math.sqrt(binomial_variance(a, n) + binomial_variance(b, n)), 100 / n)
 
 
+def paired_beyond_noise(b: Sequence[float], a: Sequence[float]) -> bool:
+    """Whether per-image scores ``b`` exceed ``a`` *on the same images* (e.g. which images two
+    attacks leave robust, or the difference of two such differences) by more than twice the
+    standard error of their mean difference, and by at least one image: tighter than
+    :func:`beyond_noise` where the two mostly agree image by image."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if len(d) < 2:
+        return False
+    return d.mean() > max(2 * d.std(ddof=1) / math.sqrt(len(d)), 1 / len(d))
+
+
 def noise_level(p: float, n: int) -> float:
     """Two standard errors of one accuracy ``p`` % on ``n`` images (at least one image)."""
     return max(2 * math.sqrt(binomial_variance(p, n)), 100 / n)

@@ -21,7 +21,7 @@ SECTIONS = [
     ("02_classification", "2. Classification (paper Table 1, Table D.1)", ["table1", "table_d1"]),
     ("03_noise_robustness", "3. Robustness to noise (paper: CIFAR-10-C table, lambda sweeps)", ["summary", "defenders", "gains", "curve_shapes", "mechanism",
                                                                                          "stem_steps", "adaptive", "adaptive_vs_fixed"]),
-    ("04_adversarial", "4. Adversarial robustness against test-time lambda", ["worst_case", "checks"]),
+    ("04_adversarial", "4. Adversarial robustness against test-time lambda", ["equal_clean", "settings", "checks"]),
     ("05_visualization", "5. What the dictionaries learn", []),
 ]
 
