@@ -29,7 +29,7 @@ The work is done in parts (a seed, a defence, a radius; a check), each kept in
 ``results/attack-parts/`` with a fingerprint of what decides it (the networks' weights, the
 images, the attacks and knob values, this stage's code): an interrupted run, or one on another
 machine with the folder committed, resumes from the parts already done and recomputes a part
-only when its fingerprint changed.
+only when its fingerprint changed; a finished run leaves only its own parts there.
 
 Writes ``reports/<profile>/results/attacks/``: ``attacks.csv`` (model, defence, seed, value, norm,
 eps, attack, half, images, clean, white_box, transfer, cross; the per-image worst case over the
@@ -79,40 +79,50 @@ def pgd_spec(study: Study, norm: str, eps: float, steps: int) -> "AttackSpec":
 
 
 class Parts:
-    """The stage's finished parts in ``folder``: ``<key>.csv`` (the rows), ``<key>.npz`` (their
-    per-image columns) and ``<key>.json`` (the fingerprint, written last: a part without it is
-    unfinished). :meth:`get` returns a part's rows, computing them only when no part of that key
-    and fingerprint is there."""
+    """The stage's finished parts in ``folder``, one text file each, ``<key>.json``: the
+    fingerprint of what decided it, and its rows, per-image columns packed eight images to a byte
+    and base64-encoded (the repository holds no other binary results than a stage's hits.npz).
+    :meth:`get` returns a part's rows, computing them only when no part of that key and
+    fingerprint is there; a part is written whole (to a temporary file, then renamed) or not at all."""
 
     def __init__(self, folder: Path, common: dict) -> None:
-        self.folder, self.common = folder, common
+        self.folder, self.common, self.used = folder, common, set()
         folder.mkdir(parents=True, exist_ok=True)
+
+    def prune(self) -> None:
+        """Remove every file of the folder this run did not use (parts of older settings, unfinished writes)."""
+        for path in self.folder.iterdir():
+            if path.name not in self.used:
+                path.unlink()
 
     def fingerprint(self, spec: dict) -> str:
         text = json.dumps({**self.common, **spec}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def get(self, key: str, spec: dict, compute: Callable[[], list[dict]]) -> list[dict]:
+        import base64
+        import os
+
         import numpy as np
-        import pandas as pd
 
-        from sdnet import hits
-
-        csv, npz, stamp = (self.folder / f"{key}.{ext}" for ext in ("csv", "npz", "json"))
+        path = self.folder / f"{key}.json"
+        self.used.add(path.name)
         fingerprint = self.fingerprint(spec)
-        if stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
-            frame, arrays = pd.read_csv(csv), hits.load(npz)
-            rows = frame.to_dict("records")
-            for column, values in arrays.items():
-                for row, value in zip(rows, values):
-                    row[column] = value
-            return rows
-        stamp.unlink(missing_ok=True)
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            if stored.get("fingerprint") == fingerprint:
+                return [{**row["scalars"], **{c: np.unpackbits(np.frombuffer(base64.b64decode(h["bits"]), dtype=np.uint8), count=h["n"]).astype(bool)
+                                                for c, h in row["hits"].items()}} for row in stored["rows"]]
         rows = compute()
-        columns = [c for c in rows[0] if isinstance(rows[0][c], np.ndarray)]
-        pd.DataFrame([{k: v for k, v in r.items() if k not in columns} for r in rows]).to_csv(csv, index=False)
-        hits.save(npz, {c: [r[c] for r in rows] for c in columns})
-        stamp.write_text(json.dumps({"fingerprint": fingerprint, **spec}, default=str, indent=1) + "\n")
+        encoded = []
+        for row in rows:
+            hits = {c: v for c, v in row.items() if isinstance(v, np.ndarray)}
+            scalars = {c: (v.item() if isinstance(v, np.generic) else v) for c, v in row.items() if c not in hits}
+            encoded.append({"scalars": scalars, "hits": {c: {"n": len(v), "bits": base64.b64encode(np.packbits(v.astype(bool)).tobytes()).decode()}
+                                                         for c, v in hits.items()}})
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "spec": spec, "rows": encoded}, default=str) + "\n")
+        os.replace(tmp, path)
         return rows
 
 
@@ -201,8 +211,9 @@ def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
 
         if seed != seeds[0]:
             continue
-        # The checks, on the first seed: every other value of each knob (the training setting first).
-        check_values = {d: values[::2] for d, (_, values) in knobs.items()}
+        # The checks, on the first seed: every other value of each knob, and the setting it was trained
+        # at (the reference a stronger attack's extra success is compared with).
+        check_values = {d: sorted(set(values[::2]) | {train_lam if d == LAMBDA else 0.0}) for d, (_, values) in knobs.items()}
 
         def check(kind: str, norm: str, eps: float, steps: int, restarts: int):
             spec = {"part": kind, "nets": nets, "values": check_values, "norm": norm, "eps": eps, "steps": steps, "restarts": restarts,
@@ -232,6 +243,7 @@ def attack(study: Study, progress: bool = True) -> dict[str, "pd.DataFrame"]:
     checks = pd.DataFrame(check_rows)
     auto = autoattack(study, table, store, seeds[0], split, per_half, test, options) if A.autoattack and A.linf_eps else None
 
+    store.prune()
     save_results(study, "attacks", {"attacks": table, "checks": checks, "autoattack": auto}, {
         "data": test.name, "test_images": len(test), "halves": [len(idx) for idx in split], "seeds": seeds,
         "train_lam": train_lams, "lambdas": sorted(set(A.lambdas) | set(train_lams.values())), "blur": sorted(map(float, A.blur)) if baseline else [],
