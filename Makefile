@@ -35,7 +35,8 @@ repro: $(STAMP)
 
 # The test suite, in four steps:
 #   unit       the package's unit tests, each stage command in-process included (2 min on the 2
-#              cores of an AMD EPYC with AVX512-BF16; the whole of `make test` from a fresh clone: 16 min);
+#              cores of an AMD EPYC with AVX512-BF16, 5 on an AVX2-only Zen; the whole of `make test`
+#              from a fresh clone: 16 min on the first, 21 on the second);
 #   e2e        end to end, through the documented commands: failure modes (kills, restarts, bad
 #              data and parameters), the remote-GPU workflow and the pipeline on real CIFAR pixels
 #              (../shared/data, skipped when absent);
