@@ -24,7 +24,7 @@ the choice itself) and add the spread over seeds (:func:`sdnet.chapters.verdicts
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import pandas as pd
 from sdnet import hits as hits_file
 from sdnet.attacks import WORST
 from sdnet.chapters.noise_defenders import Knob, half_accuracy, resample_weights
+from sdnet.chapters.protocols import pooled
 from sdnet.chapters.results import Compared, read_about, read_table
 from sdnet.chapters.verdicts import beyond_noise, gain_verdict, paired_beyond_noise, seed_sd, verdict_kind
 
@@ -71,6 +72,11 @@ class Held:
     robust: np.ndarray
     chosen: np.ndarray
 
+    @property
+    def values(self) -> str:
+        """The distinct values chosen, ascending, as text ("0.5 0.7")."""
+        return " ".join(f"{v:g}" for v in sorted(set(self.chosen.tolist())))
+
 
 @dataclass(frozen=True)
 class AttackResults(Compared):
@@ -81,6 +87,7 @@ class AttackResults(Compared):
     autoattack: pd.DataFrame | None
     hits: dict[str, list[np.ndarray]]
     about: dict[str, Any]
+    _accuracies: dict = field(default_factory=dict, compare=False, repr=False)  # resamples -> accuracies()
 
     @classmethod
     def load(cls, folder: Path) -> AttackResults:
@@ -160,9 +167,23 @@ class AttackResults(Compared):
         return Knob(defence, values, list(self.seeds), conditions, out)
 
     def accuracies(self, resamples: int = RESAMPLES) -> dict[str, tuple[Knob, np.ndarray]]:
-        """Per defence: its knob and accuracy ``[seed, value, condition, resample, half]`` (%)."""
-        weights = resample_weights(self.in_half1, resamples)
-        return {d: (k, half_accuracy(k, weights, self.in_half1)) for d in self.defences for k in [self.knob(d)]}
+        """Per defence: its knob and accuracy ``[seed, value, condition, resample, half]`` (%),
+        computed once per number of resamples (:meth:`levels` and :meth:`gains` share them)."""
+        if resamples not in self._accuracies:
+            weights = resample_weights(self.in_half1, resamples)
+            self._accuracies[resamples] = {d: (k, half_accuracy(k, weights, self.in_half1)) for d in self.defences for k in [self.knob(d)]}
+        return self._accuracies[resamples]
+
+    def _by_threat(self, resamples: int):
+        """``(radius label, threat label, condition index, accuracies)`` for every radius and threat."""
+        acc, conditions = self.accuracies(resamples), self.conditions()
+        for norm, eps in self.radii():
+            for threat in ("transfer", "white_box"):
+                yield radius(norm, eps), threat.replace("_", "-"), conditions.index((radius(norm, eps), threat)), acc
+
+    def whole(self) -> pd.DataFrame:
+        """``attacks`` on all the images of each seed (its halves pooled, :func:`sdnet.chapters.protocols.pooled`)."""
+        return pooled(self.attacks, [c for c in ("clean", "white_box", "transfer", "cross") if c in self.attacks.columns])
 
     def _held(self, k: Knob, acc: np.ndarray, condition: int, level: float | None) -> Held:
         """Held out: the value nearest ``level`` in clean accuracy on the other half (None: the
@@ -183,17 +204,14 @@ class AttackResults(Compared):
     def settings_table(self, attack: str | None = None) -> pd.DataFrame:
         """Clean and robust top-1 (%) at every knob value of each defence, mean over seeds (all
         the images): one row per (defence, value), one column per radius and threat."""
-        attack = attack or self.worst
-        rows = self.attacks[self.attacks["attack"] == attack]
-        w = rows["images"]
+        whole = self.whole()
+        means = whole[whole["attack"] == (attack or self.worst)].groupby(["defence", "value", "norm", "eps"], sort=False)[["clean", "transfer", "white_box"]].mean()
         out = []
-        for (defence, value), part in rows.groupby(["defence", "value"], sort=False):
-            row = {"defence": defence, "value": value}
-            first = part[(part["norm"] == part["norm"].iloc[0]) & (part["eps"] == part["eps"].iloc[0])]
-            row["clean"] = float((first["clean"] * w[first.index]).sum() / w[first.index].sum())
-            for (norm, eps), at in part.groupby(["norm", "eps"], sort=False):
+        for (defence, value), part in means.groupby(level=["defence", "value"], sort=False):
+            row = {"defence": defence, "value": value, "clean": float(part["clean"].iloc[0])}
+            for (_, _, norm, eps), at in part.iterrows():
                 for threat in ("transfer", "white_box"):
-                    row[f"{radius(norm, eps)} {threat.replace('_', '-')}"] = float((at[threat] * w[at.index]).sum() / w[at.index].sum())
+                    row[f"{radius(norm, eps)} {threat.replace('_', '-')}"] = float(at[threat])
             out.append(row)
         return pd.DataFrame(out).sort_values(["defence", "value"], key=lambda c: c.map({LAMBDA: 0, BLUR: 1}) if c.name == "defence" else c).reset_index(drop=True)
 
@@ -201,11 +219,10 @@ class AttackResults(Compared):
         """Clean and worst-case robust accuracy at every value of each defence, per threat, mean
         and spread over seeds (all the images): columns defence, knob, value, threat, clean,
         clean_sd, robust, robust_sd."""
-        rows = at_radius(self.attacks[self.attacks["attack"] == self.worst], norm, eps)
+        whole = self.whole()
+        rows = at_radius(whole[whole["attack"] == self.worst], norm, eps)
         out = []
-        for (defence, value), part in rows.groupby(["defence", "value"], sort=False):
-            per_seed = part.groupby("seed").apply(lambda p: pd.Series({c: np.average(p[c], weights=p["images"]) for c in ("clean", "transfer", "white_box")}),
-                                                  include_groups=False)
+        for (defence, value), per_seed in rows.groupby(["defence", "value"], sort=False):
             for threat in ("transfer", "white_box"):
                 out.append({"defence": defence, "knob": "λ" if defence == LAMBDA else "σ", "value": value, "threat": threat,
                             "clean": per_seed["clean"].mean(), "clean_sd": seed_sd(per_seed["clean"]),
@@ -229,25 +246,20 @@ class AttackResults(Compared):
     def levels(self, resamples: int = RESAMPLES) -> pd.DataFrame:
         """Both defences at each clean level of :data:`CLEAN_LEVELS`, per radius and threat, held
         out (see the module's docstring), and their difference with its verdict."""
-        acc = self.accuracies(resamples)
-        conditions = self.conditions()
         rows = []
-        for norm, eps in self.radii():
-            for threat in ("transfer", "white_box"):
-                c = conditions.index((radius(norm, eps), threat))
-                for level in CLEAN_LEVELS:
-                    held = {d: self._held(k, a, c, level) for d, (k, a) in acc.items()}
-                    row = {"radius": radius(norm, eps), "threat": threat.replace("_", "-"), "level": level}
-                    for d, h in held.items():
-                        tag = "SDNet-18" if d == LAMBDA else "blur"
-                        row.update({f"{tag} value": " ".join(f"{v:g}" for v in sorted(set(h.chosen.tolist()))),
-                                    f"{tag} clean": float(h.clean[:, 0].mean()), f"{tag} robust": float(h.robust[:, 0].mean()),
-                                    f"{tag} robust sd": seed_sd(h.robust[:, 0])})
-                    if len(held) == 2:
-                        diff = held[LAMBDA].robust - held[BLUR].robust  # [S, B]
-                        row.update(self._gain(diff, other=BLUR))
-                        row["reached"] = all(abs(h.clean[:, 0].mean() - level) <= REACHED for h in held.values())
-                    rows.append(row)
+        for label, threat, c, acc in self._by_threat(resamples):
+            for level in CLEAN_LEVELS:
+                held = {d: self._held(k, a, c, level) for d, (k, a) in acc.items()}
+                row = {"radius": label, "threat": threat, "level": level}
+                for d, h in held.items():
+                    tag = "SDNet-18" if d == LAMBDA else "blur"
+                    row.update({f"{tag} value": h.values, f"{tag} clean": float(h.clean[:, 0].mean()), f"{tag} robust": float(h.robust[:, 0].mean()),
+                                f"{tag} robust sd": seed_sd(h.robust[:, 0])})
+                if len(held) == 2:
+                    diff = held[LAMBDA].robust - held[BLUR].robust  # [S, B]
+                    row.update(self._gain(diff, other=BLUR))
+                    row["reached"] = all(abs(h.clean[:, 0].mean() - level) <= REACHED for h in held.values())
+                rows.append(row)
         return pd.DataFrame(rows)
 
     @staticmethod
@@ -262,29 +274,21 @@ class AttackResults(Compared):
     def gains(self, resamples: int = RESAMPLES) -> pd.DataFrame:
         """Each defence at each clean level against itself as trained (SDNet-18 at its training
         lambda, the bare ResNet-18), per radius and threat: the robust gain and the clean cost, held out."""
-        acc = self.accuracies(resamples)
-        conditions = self.conditions()
         rows = []
-        for norm, eps in self.radii():
-            for threat in ("transfer", "white_box"):
-                c = conditions.index((radius(norm, eps), threat))
-                for d, (k, a) in acc.items():
-                    base = self._held(k, a, c, None)
-                    for level in CLEAN_LEVELS:
-                        h = self._held(k, a, c, level)
-                        rows.append({"radius": radius(norm, eps), "threat": threat.replace("_", "-"), "defence": d, "level": level,
-                                     "value": " ".join(f"{v:g}" for v in sorted(set(h.chosen.tolist()))),
-                                     "clean": float(h.clean[:, 0].mean()), "robust": float(h.robust[:, 0].mean()),
-                                     "as trained": float(base.robust[:, 0].mean()), "clean as trained": float(base.clean[:, 0].mean()),
-                                     **self._gain(h.robust - base.robust, other="as trained")})
+        for label, threat, c, acc in self._by_threat(resamples):
+            for d, (k, a) in acc.items():
+                base = self._held(k, a, c, None)
+                for level in CLEAN_LEVELS:
+                    h = self._held(k, a, c, level)
+                    rows.append({"radius": label, "threat": threat, "defence": d, "level": level, "value": h.values,
+                                 "clean": float(h.clean[:, 0].mean()), "robust": float(h.robust[:, 0].mean()),
+                                 "as trained": float(base.robust[:, 0].mean()), "clean as trained": float(base.clean[:, 0].mean()),
+                                 **self._gain(h.robust - base.robust, other="as trained")})
         return pd.DataFrame(rows)
 
     def per_attack_table(self) -> pd.DataFrame:
         """Robust top-1 (%) per attack (PGD alone among them), mean over seeds and images."""
-        rows = self.attacks
-        grouped = rows.assign(w=rows["images"]).groupby(["defence", "value", "norm", "eps", "attack"], sort=False)
-        out = grouped.apply(lambda p: pd.Series({c: np.average(p[c], weights=p["w"]) for c in ("clean", "white_box", "transfer")}), include_groups=False)
-        return out.reset_index()
+        return self.whole().groupby(["defence", "value", "norm", "eps", "attack"], sort=False)[["clean", "white_box", "transfer"]].mean().reset_index()
 
     # -- the checks --------------------------------------------------------------------------
     def checks(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -325,21 +329,20 @@ class AttackResults(Compared):
                     measured += f", as trained {100 * extra[trained].mean():+.1f}"
                 rows.append({"check": "stronger attack", "defence": defence, "value": value, "radius": radius(norm, eps), "images": len(weak),
                              "measured": measured, "holds": holds if 100 * weak.mean() > 5.0 else None})
-        sweep = checks[checks["check"] == "radius"]
+        sweep = pooled(checks[checks["check"] == "radius"], ["robust"])  # both halves of the check images
         for (defence, value), part in sweep.groupby(["defence", "value"], sort=False):
-            per_eps = part.groupby("eps").apply(lambda p: np.average(p["robust"], weights=p["images"]), include_groups=False).sort_index()
-            n = int(part[part["eps"] == part["eps"].iloc[0]]["images"].sum())
+            per_eps = part.set_index("eps")["robust"].sort_index()
+            n = int(part["images"].iloc[0])
             values = per_eps.to_list()
             rises = any(beyond_noise(b, a, n) for a, b in zip(values, values[1:]))
             usable = clean.get((defence, value), 100.0) >= 50.0
             rows.append({"check": "falls to zero", "defence": defence, "value": value, "radius": f"Linf {per_eps.index[0] * 255:.0f}-{per_eps.index[-1] * 255:.0f}/255",
                          "images": n, "measured": ", ".join(f"{e * 255:.0f}/255: {v:.1f}%" for e, v in per_eps.items()),
                          "holds": (not rises and values[-1] <= 5.0) if usable else None})
-        first = self.attacks[(self.attacks["seed"] == self.seeds[0]) & (self.attacks["attack"] == self.worst)]
+        first = self._first_seed_worst()
         if "cross" in first.columns and self.baseline is not None:
-            for (norm, eps, value), part in first[first["defence"] == LAMBDA].groupby(["norm", "eps", "value"], sort=False):
-                white, cross, transfer = (np.average(part[c], weights=part["images"]) for c in ("white_box", "cross", "transfer"))
-                n = int(part["images"].sum())
+            for _, r in first[first["defence"] == LAMBDA].iterrows():
+                norm, eps, value, white, cross, transfer, n = r["norm"], r["eps"], r["value"], r["white_box"], r["cross"], r["transfer"], int(r["images"])
                 rows.append({"check": "transfer above white-box", "defence": LAMBDA, "value": value, "radius": radius(norm, eps), "images": n,
                              "measured": f"white-box {white:.1f}%, crafted on ResNet-18 {cross:.1f}%, at the training lambda {transfer:.1f}%",
                              "holds": not (beyond_noise(white, cross, n) or beyond_noise(white, transfer, n))})
@@ -357,10 +360,14 @@ class AttackResults(Compared):
         summary["holds"] = (summary["passed"] == summary["informative"]) & (summary["informative"] > 0)
         return table, summary
 
+    def _first_seed_worst(self) -> pd.DataFrame:
+        """The first seed's worst-case rows on all its images."""
+        whole = self.whole()
+        return whole[(whole["seed"] == self.seeds[0]) & (whole["attack"] == self.worst)]
+
     def _first_seed_clean(self) -> dict[tuple[str, float], float]:
-        first = self.attacks[(self.attacks["seed"] == self.seeds[0]) & (self.attacks["attack"] == self.worst)]
-        first = at_radius(first, *self.radii()[0])
-        return {(d, v): float(np.average(p["clean"], weights=p["images"])) for (d, v), p in first.groupby(["defence", "value"])}
+        first = at_radius(self._first_seed_worst(), *self.radii()[0])
+        return {(d, v): float(c) for d, v, c in zip(first["defence"], first["value"], first["clean"])}
 
     def _ours_on_autoattack_images(self, r: pd.Series) -> np.ndarray:
         """Which images our worst case leaves robust, white-box, among those AutoAttack attacked
