@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sdnet.chapters.attack_report import AttackResults
+from sdnet.chapters.attack_report import AttackResults, clean_levels
 from sdnet.chapters.noise_report import NoiseResults
 from sdnet.robustness import LambdaFit
 
@@ -180,7 +180,20 @@ def attack_results(curves: dict[str, list[tuple[float, float, float]]], half: in
     return AttackResults(pd.DataFrame(rows), pd.DataFrame(checks), None, arrays, about)
 
 
-CURVES = {"SDNet-18": [(0.1, 90.0, 10.0), (0.5, 80.0, 60.0), (1.0, 70.0, 62.0)], "ResNet-18 + blur": [(0.0, 92.0, 5.0), (1.0, 81.0, 20.0), (2.0, 71.0, 80.0)]}
+CURVES = {"SDNet-18": [(0.1, 90.0, 10.0), (0.5, 80.0, 60.0), (1.0, 70.0, 62.0)], "ResNet-18 + blur": [(0.0, 88.0, 5.0), (1.0, 81.0, 20.0), (2.0, 71.0, 80.0)]}
+
+
+def test_the_clean_levels_are_the_multiples_of_5_below_the_undefended_network():
+    assert clean_levels(88.0) == (85.0, 80.0, 75.0, 70.0) and clean_levels(85.0) == (80.0, 75.0, 70.0, 65.0)
+    assert clean_levels(72.4) == (70.0, 65.0, 60.0, 55.0)
+    results = attack_results(CURVES)
+    assert results.undefended == ("ResNet-18", 88.0) and results.clean_levels == (85.0, 80.0, 75.0, 70.0) and results.accepted == 80.0
+    weak = attack_results({"SDNet-18": [(0.1, 70.0, 1.0), (0.5, 64.0, 20.0)], "ResNet-18 + blur": [(0.0, 72.0, 1.0), (1.0, 66.0, 5.0)]})
+    assert weak.clean_levels == (70.0, 65.0, 60.0, 55.0)  # a weaker network is compared where a user of it would set a defence
+    claims = weak.claims(weak.levels(resamples=50), weak.gains(resamples=50))
+    assert all("clean 80" not in c["verdict"] for c in claims) and any("at clean 65%" in c["verdict"] for c in claims)
+    alone = attack_results({"SDNet-18": CURVES["SDNet-18"]})
+    assert alone.undefended == ("SDNet-18 at λ 0.1", 90.0)
 
 
 def test_each_defence_is_set_to_the_value_nearest_each_clean_level_and_compared_there():
@@ -189,7 +202,7 @@ def test_each_defence_is_set_to_the_value_nearest_each_clean_level_and_compared_
     assert at80["SDNet-18 value"] == "0.5" and at80["blur value"] == "1" and at80["difference"] == pytest.approx(40.0) and at80["reached"]
     assert at80["verdict"].startswith("holds")
     at85 = levels.loc[("transfer", 85.0)]  # lambda: 0.1 and 0.5 tie at 5 points away, the mildest is taken; not reached (90)
-    assert at85["SDNet-18 value"] == "0.1" and at85["blur value"] == "1" and not at85["reached"]
+    assert at85["SDNet-18 value"] == "0.1" and at85["blur value"] == "0" and not at85["reached"]
     at70 = levels.loc[("transfer", 70.0)]
     assert at70["SDNet-18 robust"] == 62.0 and at70["blur robust"] == 80.0 and at70["verdict"].startswith("does not hold")
 
@@ -199,9 +212,10 @@ def test_the_rival_verdict_says_when_it_depends_on_the_clean_accuracy_accepted()
     claims = {c["claim"]: c for c in results.claims(results.levels(resamples=200), results.gains(resamples=200))}
     rival = next(c for name, c in claims.items() if name.startswith("(ours) at equal clean accuracy") and "paper's protocol" in name)
     assert rival["verdict"].startswith("it depends on the clean accuracy you accept")  # +40 at 80% clean, -18 at 70%
-    blur_better = attack_results({**CURVES, "ResNet-18 + blur": [(0.0, 92.0, 5.0), (1.0, 81.0, 90.0), (2.0, 71.0, 95.0)]})
+    blur_better = attack_results({**CURVES, "ResNet-18 + blur": [(0.0, 88.0, 5.0), (1.0, 81.0, 90.0), (2.0, 71.0, 95.0)]})
     claims = blur_better.claims(blur_better.levels(resamples=200), blur_better.gains(resamples=200))
-    assert any(c["verdict"].startswith("does not hold: the blur earns more at every clean level") for c in claims)
+    assert any(c["verdict"].startswith("does not hold: SDNet-18 minus the blur at clean 80%: -30.0 points at Linf 8/255 (does not hold); "
+                                       "the blur earns more at every clean level") for c in claims)
 
 
 def test_the_gain_over_the_training_lambda_is_stated_at_each_clean_level():

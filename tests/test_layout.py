@@ -4,7 +4,7 @@
   models, data, training, evaluation, attacks, the measurements; what a reader imports;
 - ``sdnet/chapters/``: what the chapters compute from results (tables, verdict rules, the
   held-out protocol, the reports of chapters 2-5, figures);
-- the study and its pipeline: ``params``, ``study``, ``pipeline``, ``stale``, ``readme``, ``marked`` and
+- the study and its pipeline: ``params``, ``study``, ``pipeline``, ``stale``, ``readme``, ``regime``, ``marked`` and
   ``sdnet/stages/``;
 - ``sdnet/tools/``: commands no stage runs (the benchmark).
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from helpers import ROOT
 from sdnet.provenance import _imports
 
-STUDY = {"sdnet.params", "sdnet.study", "sdnet.pipeline", "sdnet.stale", "sdnet.readme", "sdnet.marked"}
+STUDY = {"sdnet.params", "sdnet.study", "sdnet.pipeline", "sdnet.stale", "sdnet.readme", "sdnet.regime", "sdnet.marked"}
 FLOORS = {"library": 0, "chapters": 1, "study": 2, "tools": 3}
 
 

@@ -156,3 +156,12 @@ def test_the_readme_summary_is_the_committed_verdicts():
     assert readme.read_block(text, PROFILE) == readme.does_it_hold(ROOT, PROFILE), (
         f"README's 'Does it hold?' table is not made from reports/{PROFILE}/tables: run `python -m sdnet.readme {PROFILE} --write`"
     )
+
+
+def test_the_regime_table_is_the_committed_verdicts():
+    from sdnet import marked, regime
+
+    text = (ROOT / "README.md").read_text()
+    assert marked.read(text, regime.BLOCK, "regimes") == regime.block(ROOT), (
+        "README's 'Does it depend on the regime?' table is not made from the committed studies: run `python -m sdnet.regime --write`")
+    assert (ROOT / regime.TABLE).read_text() == regime.results_md(ROOT), f"{regime.TABLE} is stale: run `python -m sdnet.regime --write`"

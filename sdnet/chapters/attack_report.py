@@ -15,7 +15,10 @@ over the profile's attacks (an image is robust only if every attack fails on it)
 set on both sides of every comparison.
 
 **Equal clean accuracy.** A defence is worth what it earns at a clean accuracy a user would
-accept: at each level of :data:`CLEAN_LEVELS`, each defence's knob is set to the value whose clean
+accept: the four multiples of 5 points below the undefended network's clean accuracy
+(:func:`clean_levels`: 85, 80, 75 and 70% for a ResNet-18 at 88%, 65-50% for one at 72%, so
+that networks of any accuracy are compared where a user of each would use them). At each level,
+each defence's knob is set to the value whose clean
 accuracy on one half of the images is nearest the level, and its clean and robust accuracy are
 scored on the other half, both ways round (:mod:`sdnet.chapters.protocols`). Intervals resample the
 images within each half (a paired bootstrap: the same resample for both defences, every seed and
@@ -24,6 +27,7 @@ the choice itself) and add the spread over seeds (:func:`sdnet.chapters.verdicts
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,7 @@ from sdnet.chapters.verdicts import beyond_noise, gain_verdict, paired_beyond_no
 LAMBDA, BLUR = "SDNet-18", "ResNet-18 + blur"  # the defences, as the stage names them
 THREATS = {"transfer": "the paper's protocol (crafted on the network as trained)", "white_box": "white-box (the attacker knows the setting)"}
 PAPER_RADII = [("Linf", 8 / 255), ("L2", 0.5)]  # the paper's: PGD at L-inf 8/255 and L2 0.5
-CLEAN_LEVELS = (85.0, 80.0, 75.0, 70.0)  # clean accuracies (%) a user might accept
+LEVEL_STEP, LEVELS = 5.0, 4  # the clean levels: LEVELS multiples of LEVEL_STEP points below the undefended network
 REACHED = 2.5  # a level is reached when the held-out clean accuracy is within this many points
 NEIGHBOURS = 5.0  # the figure joins two knob values only when their clean accuracies are this close
 RESAMPLES = 1000
@@ -54,6 +58,14 @@ def radius(norm: str, eps: float) -> str:
 
 def at_radius(frame: pd.DataFrame, norm: str, eps: float) -> pd.DataFrame:
     return frame[(frame["norm"] == norm) & ((frame["eps"] - eps).abs() < 1e-6)]
+
+
+def clean_levels(undefended: float) -> tuple[float, ...]:
+    """The clean accuracies (%) a user might accept of a network whose undefended clean accuracy
+    is ``undefended``: the :data:`LEVELS` multiples of :data:`LEVEL_STEP` strictly below it
+    (88.0 -> 85, 80, 75, 70). The second is the level the verdicts are read at."""
+    top = math.ceil(undefended / LEVEL_STEP) * LEVEL_STEP - LEVEL_STEP
+    return tuple(float(top - i * LEVEL_STEP) for i in range(LEVELS))
 
 
 def nearest_level(clean: np.ndarray, level: float) -> np.ndarray:
@@ -134,6 +146,26 @@ class AttackResults(Compared):
     def trained_at(self, defence: str) -> float:
         """The knob value a defence was trained at: SDNet-18's lambda, the bare ResNet-18's sigma 0."""
         return self.train_lam if defence == LAMBDA else 0.0
+
+    @property
+    def undefended(self) -> tuple[str, float]:
+        """The network the clean levels count down from, and its clean accuracy (%, all the images,
+        mean over seeds): the bare ResNet-18, or SDNet-18 at its training lambda without one."""
+        defence = BLUR if BLUR in self.defences else LAMBDA
+        whole = self.whole()
+        rows = whole[(whole["defence"] == defence) & np.isclose(whole["value"], self.trained_at(defence))]
+        name = "ResNet-18" if defence == BLUR else f"SDNet-18 at λ {self.train_lam:g}"
+        return name, float(rows.groupby("seed")["clean"].first().mean())
+
+    @property
+    def clean_levels(self) -> tuple[float, ...]:
+        """The clean levels both defences are compared at (:func:`clean_levels`)."""
+        return clean_levels(self.undefended[1])
+
+    @property
+    def accepted(self) -> float:
+        """The clean level the verdicts are read at: the second (80% below a network at 88%)."""
+        return self.clean_levels[1]
 
     def radii(self) -> list[tuple[str, float]]:
         return list(dict.fromkeys(zip(self.attacks["norm"], self.attacks["eps"])))
@@ -244,11 +276,11 @@ class AttackResults(Compared):
         return pd.DataFrame(out)
 
     def levels(self, resamples: int = RESAMPLES) -> pd.DataFrame:
-        """Both defences at each clean level of :data:`CLEAN_LEVELS`, per radius and threat, held
+        """Both defences at each clean level of :attr:`clean_levels`, per radius and threat, held
         out (see the module's docstring), and their difference with its verdict."""
         rows = []
         for label, threat, c, acc in self._by_threat(resamples):
-            for level in CLEAN_LEVELS:
+            for level in self.clean_levels:
                 held = {d: self._held(k, a, c, level) for d, (k, a) in acc.items()}
                 row = {"radius": label, "threat": threat, "level": level}
                 for d, h in held.items():
@@ -278,7 +310,7 @@ class AttackResults(Compared):
         for label, threat, c, acc in self._by_threat(resamples):
             for d, (k, a) in acc.items():
                 base = self._held(k, a, c, None)
-                for level in CLEAN_LEVELS:
+                for level in self.clean_levels:
                     h = self._held(k, a, c, level)
                     rows.append({"radius": label, "threat": threat, "defence": d, "level": level, "value": h.values,
                                  "clean": float(h.clean[:, 0].mean()), "robust": float(h.robust[:, 0].mean()),
@@ -391,7 +423,7 @@ class AttackResults(Compared):
             return [{"claim": "a larger test-time lambda raises robust accuracy substantially (the paper's protocol)", "paper": "PGD at L-inf 8/255 and L2 0.5, CIFAR-10",
                      "here": "neither of the paper's radii is measured at this profile", "verdict": "not tested"}]
         claims = []
-        at_train = gains[(gains["defence"] == LAMBDA) & (gains["level"] == CLEAN_LEVELS[0])]
+        at_train = gains[(gains["defence"] == LAMBDA) & (gains["level"] == self.clean_levels[0])]
         fragile = []
         for norm, eps in radii:
             part = at_train[(at_train["radius"] == radius(norm, eps)) & (at_train["threat"] == "white-box")].iloc[0]
@@ -417,18 +449,18 @@ class AttackResults(Compared):
             text = ", ".join(f"clean {r['clean']:.0f}% (λ {r['value']}): {r['robust']:.1f}% ({r['difference']:+.1f})" for _, r in rows.iterrows())
             first = rows.iloc[0]
             parts.append(f"{radius(norm, eps)}: {first['as trained']:.1f}% at λ {self.train_lam:g} (clean {first['clean as trained']:.1f}%) -> {text}")
-            accepted = rows[rows["level"] == 80.0].iloc[0]
+            accepted = rows[rows["level"] == self.accepted].iloc[0]
             verdicts.append((radius(norm, eps), accepted))
         substantial = [(r, a) for r, a in verdicts if a["difference"] > GAIN and verdict_kind(a["verdict"]) == "holds"]
         said = "; ".join(f"{r}: {a['verdict']}" for r, a in verdicts)
         verdict = ("holds" if len(substantial) == len(verdicts) else f"holds at {' and '.join(r for r, _ in substantial)} only" if substantial
-                   else "does not hold") + f" at clean 80% (a gain above {GAIN:g} points, beyond noise): {said}"
+                   else "does not hold") + f" at clean {self.accepted:.0f}% (a gain above {GAIN:g} points, beyond noise): {said}"
         paper = "PGD at L-inf 8/255 and L2 0.5, CIFAR-10" if threat == "transfer" else "(not tested in the paper: there the attacker does not know lambda)"
         return {"claim": f"a larger test-time lambda raises robust accuracy substantially ({label})", "paper": paper,
                 "here": f"{worst}, held out, mean of {seeds}, lambda set to each clean level: " + "; ".join(parts), "verdict": verdict}
 
     def _survives_claim(self, gains: pd.DataFrame, radii) -> dict[str, str]:
-        rows = gains[(gains["defence"] == LAMBDA) & (gains["level"] == 80.0)]
+        rows = gains[(gains["defence"] == LAMBDA) & (gains["level"] == self.accepted)]
         texts, lost = [], []
         for norm, eps in radii:
             at = rows[rows["radius"] == radius(norm, eps)].set_index("threat")
@@ -436,14 +468,17 @@ class AttackResults(Compared):
             texts.append(f"{radius(norm, eps)}: {t:+.1f} (paper's protocol) vs {w:+.1f} (white-box)")
             lost.append(t - w > GAIN)
         return {"claim": "(ours) the gain under the paper's protocol survives an attacker who knows lambda", "paper": "(not separated in the paper)",
-                "here": "gain over the training lambda at clean 80%, same attacks and radius on both sides: " + "; ".join(texts),
+                "here": f"gain over the training lambda at clean {self.accepted:.0f}%, same attacks and radius on both sides: " + "; ".join(texts),
                 "verdict": "does not hold: most of the gain comes from the attacker not knowing lambda" if all(lost)
                 else "holds at some radii only" if any(lost) else f"holds: white-box and the paper's protocol agree within {GAIN:g} points"}
 
     def _rival_claim(self, levels: pd.DataFrame, radii, threat: str, label: str, worst: str, seeds: str) -> dict[str, str]:
-        parts, kinds = [], []
+        parts, kinds, accepted = [], [], []
         for norm, eps in radii:
             rows = levels[(levels["radius"] == radius(norm, eps)) & (levels["threat"] == threat)]
+            at = rows[rows["level"] == self.accepted]
+            if len(at) and at.iloc[0]["reached"]:
+                accepted.append((radius(norm, eps), at.iloc[0]))
             for _, r in rows.iterrows():
                 reached = "" if r["reached"] else " (a defence does not reach this level: nearest shown)"
                 parts.append(f"{radius(norm, eps)}, clean {r['level']:.0f}%: SDNet-18 {r['SDNet-18 robust']:.1f}% (λ {r['SDNet-18 value']}) vs blur "
@@ -451,17 +486,20 @@ class AttackResults(Compared):
                 if r["reached"]:
                     kinds.append(verdict_kind(r["verdict"]))
         if kinds and all(k == "holds" for k in kinds):
-            verdict = "holds at every clean level"
+            head, why = "holds", "SDNet-18 earns more at every clean level, beyond noise"
         elif kinds and all(k == "does not hold" for k in kinds):
-            verdict = "does not hold: the blur earns more at every clean level, beyond noise"
+            head, why = "does not hold", "the blur earns more at every clean level, beyond noise"
         elif "holds" in kinds and "does not hold" in kinds:
-            verdict = "it depends on the clean accuracy you accept: each defence earns more at some levels"
+            head, why = "it depends on the clean accuracy you accept", "each defence earns more at some levels"
         elif "does not hold" in kinds:
-            verdict = "does not hold: the blur earns more at some levels and as much at the others"
+            head, why = "does not hold", "the blur earns more at some levels and as much at the others"
         elif "holds" in kinds:
-            verdict = "not shown: SDNet-18 earns more at some levels and as much at the others"
+            head, why = "not shown", "SDNet-18 earns more at some levels and as much at the others"
         else:
-            verdict = "not shown: the two earn as much at every level, within noise" if kinds else "not tested: no level reached by both"
+            head, why = ("not shown", "the two earn as much at every level, within noise") if kinds else ("not tested", "no level reached by both")
+        # First the number a summary quotes: SDNet-18 minus the blur at the level the verdicts are read at
+        numbers = ", ".join(f"{r['difference']:+.1f} points at {label} ({verdict_kind(r['verdict'])})" for label, r in accepted)
+        verdict = f"{head}: SDNet-18 minus the blur at clean {self.accepted:.0f}%: {numbers}; {why}" if accepted else f"{head}: {why}"
         return {"claim": f"(ours) at equal clean accuracy, SDNet-18's test-time lambda earns more than an unknown blur earns ResNet-18, {label}",
                 "paper": "(not in the paper)", "here": f"{worst}, held out, mean of {seeds}, [interval over seeds and images]: " + "; ".join(parts), "verdict": verdict}
 
@@ -488,7 +526,7 @@ class AttackResults(Compared):
             if "blur robust" in r:
                 out[f"{key}/resnet18_blur"] = r["blur robust"]
                 out[f"{key}/sdnet18_minus_blur"] = r["difference"]
-        for _, r in gains[gains["level"] == CLEAN_LEVELS[0]].iterrows():
+        for _, r in gains[gains["level"] == self.clean_levels[0]].iterrows():
             name = "sdnet18_training_lambda" if r["defence"] == LAMBDA else "resnet18_bare"
             out[f"worst_case/{slug(r['radius'])}/{r['threat']}/as_trained/{name}"] = r["as trained"]
         return {k: float(v) for k, v in out.items()}
