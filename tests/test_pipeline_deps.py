@@ -3,12 +3,14 @@ are listed once, the runner sees the stages DVC sees, and a committed study's ow
 dvc.yaml at its profile."""
 
 
+import ast
+
 import pytest
 import yaml
 
 from helpers import ROOT
 from sdnet.pipeline import declared_code, load_stages, own_pipeline, own_pipeline_path, own_pipelines, run, stage_code
-from sdnet.provenance import code_dependencies
+from sdnet.provenance import _notebook_source, code_dependencies
 
 STAGES = load_stages(ROOT)
 
@@ -124,3 +126,27 @@ def test_an_own_pipeline_has_the_root_stages_at_its_profile_run_from_the_root():
         assert body["cmd"] == original["cmd"] and body["deps"] == original["deps"] and body.get("outs") == original.get("outs")
         # the root's `profile` is not a parameter of this study: switching it reruns nothing here
         assert body["params"] == [p for p in original["params"] if p != "profile"]
+
+
+LOADERS = {"load_model", "load_models", "train_lam", "checkpoint", "given_file"}  # sdnet.study.Study: what reads a run's network
+
+
+def networks_read(source: str, runs: set[str]) -> set[str]:
+    """The runs whose networks a notebook may read: if it calls a Study method that reads a network,
+    every run name it writes as a string (e.g. ``for run in ("sdnet18", "sdnet18_all")``)."""
+    tree = ast.parse(source)
+    calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in runs} if calls & LOADERS else set()
+
+
+@pytest.mark.parametrize("stage", [s for s in load_stages(ROOT) if s.notebook], ids=lambda s: s.name)
+def test_a_chapter_that_reads_a_network_depends_on_it(stage):
+    """A chapter that loads a run's network must rerun when that network is retrained: its stage
+    lists ``reports/<profile>/models/<run>``, directly or through the results of a stage that does."""
+    stages = load_stages(ROOT)
+    runs = set(yaml.safe_load((ROOT / "params.yaml").read_text())["runs"])
+    models = f"reports/{yaml.safe_load((ROOT / 'params.yaml').read_text())['profile']}/models/"
+    reached = set(stage.deps) | {d for s in stages if set(s.outs) & set(stage.deps) for d in s.deps}
+    declared = {d.removeprefix(models) for d in reached if d.startswith(models)}
+    missing = networks_read(_notebook_source(ROOT / stage.notebook), runs) - declared
+    assert not missing, f"{stage.name} reads the networks of {sorted(missing)}: add {', '.join('reports/${profile}/models/' + r for r in sorted(missing))} to its deps in dvc.yaml"
