@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import yaml
+
 from sdnet import marked
 from sdnet.config import command_line
 from sdnet.params import repo_root
@@ -97,9 +99,13 @@ def table(root: Path) -> str:
     for i, (question, chapter, _) in enumerate(ROWS):
         lines.append(f"| [{int(chapter[:2])}] {question} | " + " | ".join(columns[p][i].replace("|", "\\|") for p in profiles) + " |")
     notes = [f"- `{p}`: " + conditions(root, p)[1].removeprefix("*Conditions:* ").split("; the paper's networks")[0] + "." for p in profiles if p in done]
-    missing = [f"`{p}`" for p in profiles if p not in done]
+    known = yaml.safe_load((root / "params.yaml").read_text()).get("profiles", {})
+    missing = [f"`{p}`" for p in profiles if p not in done and p in known]
     if missing:
         notes.append(f"- {', '.join(missing)}: no committed run yet (`dvc repro reports/<profile>/dvc.yaml` runs one).")
+    planned = [f"`{p}`" for p in profiles if p not in known]
+    if planned:
+        notes.append(f"- {', '.join(planned)}: not a profile of params.yaml yet.")
     return "\n".join(lines + [""] + notes) + "\n"
 
 

@@ -42,7 +42,7 @@ def commit_study(root, profile, data, width, verdicts):
 
 @pytest.fixture
 def repo(tmp_path):
-    (tmp_path / "params.yaml").write_text("profile: quick\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"profile": "quick", "profiles": {p: {} for p in ("quick", "cpu", "wide", "mini-exact")}}))
     commit_study(tmp_path, "cpu", "CIFAR-10 (JPEG copy)", 16, {
         NOISE: [(TUNED, "holds: +5.6 [+2.5, +8.8] points (over 3 seeds and the images) (held out, lambda per condition)"),
                 (RIVAL, "does not hold: -2.6 [-4.8, -0.3] points, ResNet-18 + blur better beyond noise (over 3 seeds and the images)"),
@@ -72,7 +72,7 @@ def test_the_notes_give_each_committed_studys_conditions_and_name_those_not_run(
     notes = [line for line in regime.table(repo).splitlines() if line.startswith("- ")]
     assert notes[0] == "- `cpu`: CIFAR-10 (JPEG copy), width 16, 48 epochs, 3 seeds (ResNet-18 88.00 ± 0.30% and SDNet-18 88.30 ± 0.30% top-1)."
     assert notes[1].startswith("- `mini-exact`: CIFAR-10, width 16")
-    assert notes[2].startswith("- `wide`, `mini-jpeg`: no committed run yet")
+    assert notes[2].startswith("- `wide`: no committed run yet") and notes[3] == "- `mini-jpeg`: not a profile of params.yaml yet."
 
 
 def test_the_table_is_written_to_its_results_file_and_between_readmes_markers(repo):
