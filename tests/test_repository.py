@@ -5,14 +5,34 @@ import subprocess
 from pathlib import PurePosixPath
 
 import pytest
+import yaml
 
 from helpers import ROOT
 
 MB = 1_000_000
 # A committed profile's trained networks: finished ones (weights.pt, float32 weights for a forward)
 # and unfinished ones (resume.pt: the weights and their SGD momentum, twice the size); and the
-# per-image hits a stage keeps beside its tables (hits.npz: packed bits, sdnet.hits).
+# per-image hits a stage keeps beside its tables (hits.npz: packed bits, sdnet.hits). A network's
+# size grows with the square of its width: the limits are those of width 16, scaled the same way
+# for a study at width 32 (the `wide` regime study); no wider network is committed.
 LIMITS = {"weights.pt": 5 * MB, "resume.pt": 6 * MB, "hits.npz": 2 * MB}
+WIDEST = 32
+
+
+def width(path: str) -> int:
+    """The width of the network at reports/<profile>/models/<run>/..., as params.yaml trains it."""
+    parts = PurePosixPath(path).parts
+    train = yaml.safe_load((ROOT / "params.yaml").read_text())["profiles"][parts[1]]["train"]
+    return train.get("per_run", {}).get(parts[3], {}).get("width", train.get("width", 64))
+
+
+def limit(path: str) -> float:
+    name = PurePosixPath(path).name
+    if name == "hits.npz":
+        return LIMITS[name]
+    w = width(path)
+    assert w <= WIDEST, f"{path}: a width-{w} network; the repository holds networks up to width {WIDEST}"
+    return LIMITS[name] * max(1.0, (w / 16) ** 2)
 
 
 def is_shipped(path: str) -> bool:
@@ -44,8 +64,8 @@ def test_the_only_binary_files_are_shipped_networks_hits_and_figures():
             assert path.startswith("reports/") and "/figures/" in path, f"{path}: a figure outside a study's figures/"
             continue
         assert is_shipped(path), f"{path} is a binary file the repository does not hold (docs/reproducibility.md, 'What the repository holds')"
-        limit = LIMITS[PurePosixPath(path).name]
-        assert file.stat().st_size < limit, f"{path}: {file.stat().st_size / MB:.1f} MB, over {limit / MB:.0f} MB"
+        most = limit(path)
+        assert file.stat().st_size < most, f"{path}: {file.stat().st_size / MB:.1f} MB, over {most / MB:.0f} MB"
 
 
 @pytest.mark.parametrize("path,admitted", [
@@ -66,3 +86,11 @@ def test_gitignore_admits_exactly_the_shipped_networks(path, admitted):
     tracked()  # skips outside a git checkout
     ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT).returncode == 0
     assert ignored != admitted, path
+
+
+def test_a_network_may_be_as_large_as_its_width_makes_it_up_to_width_32():
+    assert limit("reports/cpu/models/sdnet18/cifar10-jpeg/seed0/weights.pt") == 5 * MB
+    assert limit("reports/wide/models/sdnet18/cifar10-jpeg/seed0/resume.pt") == 24 * MB  # twice the width, four times the size
+    assert limit("reports/cpu/results/noise/hits.npz") == 2 * MB
+    with pytest.raises(AssertionError, match="up to width 32"):
+        limit("reports/fast/models/sdnet18/cifar10/seed0/weights.pt")
