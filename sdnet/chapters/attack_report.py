@@ -16,7 +16,7 @@ set on both sides of every comparison.
 
 **Equal clean accuracy.** A defence is worth what it earns at a clean accuracy a user would
 accept: the four multiples of 5 points below the undefended network's clean accuracy
-(:func:`clean_levels`: 85, 80, 75 and 70% for a ResNet-18 at 88%, 65-50% for one at 72%, so
+(:func:`clean_levels`: 85, 80, 75 and 70% for a ResNet-18 at 88%, 70-55% for one at 72%, so
 that networks of any accuracy are compared where a user of each would use them). At each level,
 each defence's knob is set to the value whose clean
 accuracy on one half of the images is nearest the level, and its clean and robust accuracy are
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,7 @@ class AttackResults(Compared):
         """The knob value a defence was trained at: SDNet-18's lambda, the bare ResNet-18's sigma 0."""
         return self.train_lam if defence == LAMBDA else 0.0
 
-    @property
+    @cached_property
     def undefended(self) -> tuple[str, float]:
         """The network the clean levels count down from, and its clean accuracy (%, all the images,
         mean over seeds): the bare ResNet-18, or SDNet-18 at its training lambda without one."""
