@@ -152,7 +152,14 @@ def recorded_params(root: Path, profile: str) -> dict:
 
 
 def conditions(root: Path, profile: str) -> tuple[str, str]:
-    """(the data set's display name, one line of what the study ran and measured)."""
+    """(the data set's display name, one line of what the study ran and measured, beside the paper's)."""
+    data, ran = measured(root, profile)
+    return data, f"*Conditions:* {ran}; the paper's networks are width 64, trained 220 epochs on the official files."
+
+
+def measured(root: Path, profile: str) -> tuple[str, str]:
+    """(the data set's display name, what the study ran and measured: data, width, epochs, seeds
+    and the two networks' top-1)."""
     recorded = recorded_params(root, profile)[f"profiles.{profile}.train"]
     accuracies, seeds, data = [], set(), ""
     for run, name in (("resnet18", "ResNet-18"), ("sdnet18", "SDNet-18")):
@@ -165,9 +172,7 @@ def conditions(root: Path, profile: str) -> tuple[str, str]:
     if len(seeds) == 1:  # the usual case: say the number of seeds once
         accuracies = [a.rsplit(" (", 1)[0] for a in accuracies]
     runs = _count(seeds.pop(), "seed") if len(seeds) == 1 else "seeds as given"
-    line = (f"*Conditions:* {data}, width {recorded['width']}, {recorded['epochs']} epochs, {runs} "
-            f"({' and '.join(accuracies)} top-1); the paper's networks are width 64, trained 220 epochs on the official files.")
-    return data, line
+    return data, f"{data}, width {recorded['width']}, {recorded['epochs']} epochs, {runs} ({' and '.join(accuracies)} top-1)"
 
 
 def claims_table(root: Path, profile: str, data: str) -> tuple[list[str], list[str]]:
@@ -205,13 +210,7 @@ def read_block(text: str, profile: str) -> str | None:
 
 def write(root: Path, profile: str) -> None:
     """Replace README.md's block for ``profile`` by the committed tables' (the markers must be there)."""
-    readme = root / "README.md"
-    text = readme.read_text()
-    old = read_block(text, profile)
-    if old is None:
-        start, end = marked.markers(BLOCK, profile)
-        raise SystemExit(f"README.md has no {start} ... {end} block: add the two markers where the table belongs")
-    readme.write_text(text.replace(old, does_it_hold(root, profile)))
+    marked.write(root / "README.md", BLOCK, profile, does_it_hold(root, profile))
 
 
 @command_line

@@ -32,7 +32,7 @@ import yaml
 from sdnet import marked
 from sdnet.config import command_line
 from sdnet.params import repo_root
-from sdnet.readme import compact_verdict, conditions, read_verdicts, without_parentheses
+from sdnet.readme import compact_verdict, measured, read_verdicts, without_parentheses
 from sdnet.stale import committed_profiles
 
 BLOCK = "does-it-depend"  # the kind of its block in README.md (sdnet.marked)
@@ -98,7 +98,7 @@ def table(root: Path) -> str:
              "|---" * (len(profiles) + 1) + "|"]
     for i, (question, chapter, _) in enumerate(ROWS):
         lines.append(f"| [{int(chapter[:2])}] {question} | " + " | ".join(columns[p][i].replace("|", "\\|") for p in profiles) + " |")
-    notes = [f"- `{p}`: " + conditions(root, p)[1].removeprefix("*Conditions:* ").split("; the paper's networks")[0] + "." for p in profiles if p in done]
+    notes = [f"- `{p}`: {measured(root, p)[1]}." for p in profiles if p in done]
     known = yaml.safe_load((root / "params.yaml").read_text()).get("profiles", {})
     missing = [f"`{p}`" for p in profiles if p not in done and p in known]
     if missing:
@@ -109,14 +109,14 @@ def table(root: Path) -> str:
     return "\n".join(lines + [""] + notes) + "\n"
 
 
-def block(root: Path) -> str:
-    """README's block (markers included)."""
+def block(table_md: str) -> str:
+    """README's block (markers included) around :func:`table`'s text."""
     start, end = marked.markers(BLOCK, "regimes")
-    return f"{start}\n{table(root)}{end}\n"
+    return f"{start}\n{table_md}{end}\n"
 
 
-def results_md(root: Path) -> str:
-    """``reports/regimes/RESULTS.md``: the table, with what each column changes."""
+def results_md(table_md: str) -> str:
+    """``reports/regimes/RESULTS.md``: :func:`table`'s text, with what each column changes."""
     return "\n".join([
         "# Does a verdict depend on the regime?",
         "",
@@ -131,22 +131,17 @@ def results_md(root: Path) -> str:
         "copy was made, both tested on exact pixels). The mini-set networks are far weaker than the `cpu` "
         "ones: compare the two mini columns with each other, not with `cpu`.",
         "",
-        table(root),
+        table_md,
     ])
 
 
 def write(root: Path) -> None:
     """Write reports/regimes/RESULTS.md and README.md's block (its markers must be there)."""
+    table_md = table(root)
     out = root / TABLE
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(results_md(root))
-    readme = root / "README.md"
-    text = readme.read_text()
-    old = marked.read(text, BLOCK, "regimes")
-    if old is None:
-        start, end = marked.markers(BLOCK, "regimes")
-        raise SystemExit(f"README.md has no {start} ... {end} block: add the two markers where the table belongs")
-    readme.write_text(text.replace(old, block(root)))
+    out.write_text(results_md(table_md))
+    marked.write(root / "README.md", BLOCK, "regimes", block(table_md))
 
 
 @command_line

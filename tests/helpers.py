@@ -3,6 +3,7 @@ and a tiny study (params.yaml shrunk to seconds) that the stage commands run on 
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"   # real images, where this machine has them (tests skip without)
 MINI = SHARED / "cifar-mini"
+
+
+def write_verdict_table(folder: Path, rows) -> None:
+    """``folder/verdict.csv`` as a chapter writes it: rows of (claim, paper, here, verdict)."""
+    folder.mkdir(parents=True)
+    with (folder / "verdict.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["claim", "paper", "here", "verdict"])
+        writer.writerows(rows)
 
 
 def skip_local_state(folder: str, names: list[str]) -> set[str]:

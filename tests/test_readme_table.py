@@ -5,12 +5,12 @@ checks the rules, not the code against itself. The chapters' verdict tables gain
 the table must take any row that has the four columns.
 """
 
-import csv
 import json
 
 import pytest
 import yaml
 
+from helpers import write_verdict_table
 from sdnet import readme
 from sdnet.stages.summarize import SECTIONS
 
@@ -79,12 +79,7 @@ def study(tmp_path):
     (reports / "train" / "sdnet18.json").write_text(json.dumps(_train_record("sdnet18", [87.6, 87.5, 87.8], 87.633, 0.153)))
     assert [chapter for chapter, _, _ in SECTIONS] == list(VERDICTS)
     for chapter, rows in VERDICTS.items():
-        folder = reports / "tables" / chapter
-        folder.mkdir(parents=True)
-        with (folder / "verdict.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["claim", "paper", "here", "verdict"])
-            writer.writerows(rows)
+        write_verdict_table(reports / "tables" / chapter, rows)
     return tmp_path
 
 

@@ -4,12 +4,12 @@ The expected cells are written out by hand from the module's rules (each study's
 to its leading words and first number), so the test checks the rules, not the code against itself.
 """
 
-import csv
 import json
 
 import pytest
 import yaml
 
+from helpers import write_verdict_table
 from sdnet import regime
 
 NOISE, ATTACK = "03_noise_robustness", "04_adversarial"
@@ -32,12 +32,7 @@ def commit_study(root, profile, data, width, verdicts):
         seeds = {str(k): {"model": run, "dataset": data, "top1": top1} for k in range(3)}
         (reports / "train" / f"{run}.json").write_text(json.dumps({"run": run, "datasets": {"x": {"seeds": seeds, "top1_mean": top1, "top1_std": 0.3}}}))
     for chapter, rows in verdicts.items():
-        folder = reports / "tables" / chapter
-        folder.mkdir(parents=True)
-        with (folder / "verdict.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["claim", "paper", "here", "verdict"])
-            writer.writerows([(claim, "p", "h", verdict) for claim, verdict in rows])
+        write_verdict_table(reports / "tables" / chapter, [(claim, "p", "h", verdict) for claim, verdict in rows])
 
 
 @pytest.fixture
